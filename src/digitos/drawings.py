@@ -1,0 +1,91 @@
+"""MNIST digits re-rendered the way people save drawings, to measure reading real drawings.
+
+Each MNIST test digit is enlarged onto a big canvas, its pen made thinner or thicker, placed
+off-centre, drawn dark on white (sometimes light on dark), maybe blurred, and saved as PNG,
+JPEG or a transparent PNG. A model that reads these as well as MNIST itself reads drawings.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+FORMATS = ("png", "jpeg", "transparent-png")
+
+
+@dataclass
+class Drawing:
+    data: bytes  # the saved file
+    format: str
+    label: int
+    size: tuple[int, int]
+
+
+def _morph(mask: torch.Tensor, k: int, grow: bool) -> torch.Tensor:
+    """Binary dilation (grow) or erosion of a (H, W) float mask by a k x k square."""
+    x = mask[None, None] if grow else 1 - mask[None, None]
+    x = F.max_pool2d(x, k, stride=1, padding=k // 2)
+    return x[0, 0] if grow else 1 - x[0, 0]
+
+
+def render(digit: torch.Tensor, label: int, rng: np.random.Generator) -> Drawing:
+    """One MNIST digit (uint8 28x28, ink 255) as a person's saved drawing."""
+    side = int(rng.integers(56, 320))  # the 28x28 field's size on the canvas, in pixels
+    big = F.interpolate(digit.float()[None, None] / 255, size=(side, side), mode="bicubic",
+                        align_corners=False)[0, 0].clamp(0, 1)
+    mask = (big > 0.5).float()
+    # MNIST strokes are about 1/10 of the field: change the pen by up to +/- a third.
+    pen = max(1, int(round(side / 10 * rng.uniform(0.0, 0.33))))
+    k = pen + 1 - pen % 2
+    style = rng.choice(["thin", "same", "thick"])
+    if style == "thin" and k > 1:
+        thinner = _morph(mask, k, grow=False)
+        if thinner.sum() > 0.3 * mask.sum():  # do not erase whole strokes
+            mask = thinner
+    elif style == "thick":
+        mask = _morph(mask, k, grow=True)
+    ink = mask.numpy()
+
+    w = int(rng.integers(side + 20, max(side + 21, 900)))
+    h = int(rng.integers(side + 20, max(side + 21, 700)))
+    canvas = np.zeros((h, w), dtype=np.float32)
+    y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+    canvas[y:y + side, x:x + side] = ink
+    img = Image.fromarray((canvas * 255).astype(np.uint8))
+    if rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.5))))
+    img = img.filter(ImageFilter.SMOOTH)  # anti-aliased edges, as drawing programs make them
+    a = np.asarray(img, dtype=np.float32) / 255  # ink coverage per pixel
+
+    fmt = str(rng.choice(FORMATS))
+    ink_rgb = np.array(rng.integers(0, 90, 3), dtype=np.float32)  # dark pen: black, blue, grey
+    paper_rgb = np.array(rng.integers(225, 256, 3), dtype=np.float32)
+    if fmt == "transparent-png":
+        rgba = np.zeros((h, w, 4), dtype=np.uint8)
+        rgba[..., :3] = ink_rgb.astype(np.uint8)
+        rgba[..., 3] = (a * 255).astype(np.uint8)
+        out = Image.fromarray(rgba)  # RGBA
+    else:
+        if rng.random() < 0.1:  # chalk on a blackboard
+            ink_rgb, paper_rgb = paper_rgb, 255 - paper_rgb
+        rgb = paper_rgb * (1 - a[..., None]) + ink_rgb * a[..., None]
+        rgb += rng.normal(0, 3, rgb.shape).astype(np.float32)  # paper and sensor noise
+        out = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        out.save(buf, format="JPEG", quality=int(rng.integers(50, 95)))
+    else:
+        out.save(buf, format="PNG")
+    return Drawing(buf.getvalue(), fmt, label, (w, h))
+
+
+def render_set(images: torch.Tensor, labels: torch.Tensor, seed: int = 0):
+    """Yield a Drawing for each (image, label), reproducibly."""
+    rng = np.random.default_rng(seed)
+    for img, label in zip(images, labels.tolist(), strict=True):
+        yield render(img, label, rng)

@@ -1,0 +1,184 @@
+"""The model registry: the class's two networks, exactly, and our own.
+
+`register` fills one dict; `create_model(name, **kwargs)` is the only way in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import DigitosError
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel statistics of MNIST's training images, in [0, 1]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[..., nn.Module]
+    input_shape: tuple[int, ...]  # one example, without the batch dimension
+    # (mean, std) applied to pixels in [0, 1]; the class trained on plain ToTensor() pixels.
+    normalization: tuple[float, float]
+    summary: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(input_shape=(1, 28, 28), normalization=(MNIST_MEAN, MNIST_STD)):
+    """Class decorator: add a model to the registry under its class name."""
+
+    def add(cls):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _REGISTRY[cls.__name__] = ModelEntry(
+            cls.__name__, cls, tuple(input_shape), tuple(normalization), doc[0] if doc else ""
+        )
+        return cls
+
+    return add
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise DigitosError(f"unknown model '{name}'; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model by name, with its constructor arguments."""
+    entry = get_entry(name)
+    try:
+        return entry.build(**kwargs)
+    except TypeError as e:
+        raise DigitosError(f"model '{name}': bad arguments {kwargs}: {e}") from None
+
+
+# --- The class's networks, as the notebook wrote them (layer names are the state_dict keys) ---
+
+
+@register(input_shape=(2,), normalization=(0.0, 1.0))
+class NuestraPrimeraRed(nn.Module):
+    """The class's first network: 2 inputs, 3 sigmoid hidden units, 2 outputs (17 parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.capa12 = nn.Linear(2, 3)
+        self.capa23 = nn.Linear(3, 2)
+
+    def forward(self, x):
+        x = self.capa12(x)
+        x = F.sigmoid(x)
+        y = self.capa23(x)
+        return y
+
+
+@register(normalization=(0.0, 1.0))
+class NuestraSegundaRed(nn.Module):
+    """The class's CNN: two convolutions, max-pool, dropout, two linear layers, log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)  # 64 channels x 12 x 12 after two 3x3 convs and a 2x2 pool
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = F.relu(x)
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = F.relu(x)
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        output = F.log_softmax(x, dim=1)
+        return output
+
+
+# --- Our own networks ---
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm has one), BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+@register()
+class DigitNet(nn.Module):
+    """Our default: a BatchNorm CNN, 28->14->7->3 px, about 1/6 of the class CNN's multiply-adds."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(1, w), nn.MaxPool2d(2),  # 14x14
+            conv_bn(w, 2 * w), nn.MaxPool2d(2),  # 7x7
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 3x3
+        )
+        self.head = nn.Linear(4 * w * 3 * 3, num_classes)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+@register()
+class DigitNetL(nn.Module):
+    """A larger BatchNorm CNN for the best accuracy: two convolutions per resolution."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(1, w), conv_bn(w, w), nn.MaxPool2d(2),  # 14x14
+            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # 7x7
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 3x3
+        )
+        self.head = nn.Linear(4 * w * 3 * 3, num_classes)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one forward pass for one example (convolutions and linear layers)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output[0].numel() * k
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total

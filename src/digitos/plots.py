@@ -1,0 +1,107 @@
+"""Every figure digitos draws. matplotlib lives here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window: works on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def image_grid(images: torch.Tensor, titles: list[str], path: str | Path, cols: int = 15,
+               title: str | None = None, cmap: str = "gray_r") -> Path:
+    """uint8 images (N, H, W) side by side with a title above each: the class's first figure."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.45 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].numpy(), cmap=cmap, vmin=0, vmax=255)
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def loss_curves(epochs: list[int], train_loss: list[float], val_loss: list[float],
+                path: str | Path) -> Path:
+    """Train and validation loss per epoch (epochs on x, loss on y)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(epochs, train_loss, "o-", label="Train loss")
+    ax.plot(epochs, val_loss, "o-", label="Validation loss")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss")
+    ax.set_title("Loss")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    _integer_ticks(ax)
+    return _save(fig, path)
+
+
+def accuracy_curve(epochs: list[int], val_accuracy: list[float], path: str | Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(epochs, [100 * a for a in val_accuracy], "o-", color="tab:green",
+            label="Validation accuracy")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Accuracy (%)")
+    ax.set_title("Validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    _integer_ticks(ax)
+    return _save(fig, path)
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def confusion_matrix(confusion: list[list[int]], classes, path: str | Path,
+                     title: str = "Confusion matrix") -> Path:
+    k = len(classes)
+    m = torch.tensor(confusion, dtype=torch.float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.6 + 0.6 * k))
+    # Colour by the share of each true class, so errors are visible next to a large diagonal.
+    share = m / m.sum(1, keepdim=True).clamp(min=1)
+    ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            v = int(m[i, j])
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=45 if k > 10 else 0)
+    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def misclassified(images: torch.Tensor, true: list[str], pred: list[str], path: str | Path,
+                  cols: int = 10) -> Path:
+    """A grid of wrongly read images, each titled 'true -> predicted'."""
+    titles = [f"{t} → {p}" for t, p in zip(true, pred, strict=False)]
+    if len(images) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        return _save(fig, path)
+    return image_grid(images, titles, path, cols=cols,
+                      title="Misclassified (true → predicted)")

@@ -1,0 +1,98 @@
+"""The command line, run as real subprocesses on real MNIST."""
+
+import json
+
+import torch
+from conftest import run_cli
+from test_models import NotebookCNN
+
+
+def assert_clean_failure(proc, *fragments):
+    """Non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and len(err.splitlines()) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_data_prints_counts_and_saves_the_grid(mnist_dir, tmp_path):
+    proc = run_cli("data", "--data-dir", mnist_dir, "--grid", tmp_path / "grid.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "60000x28x28" in proc.stdout and "5,923" in proc.stdout  # zeros in train
+    assert "pixel mean 0.1307" in proc.stdout
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    info = json.loads(run_cli("data", "--data-dir", mnist_dir, "--json").stdout)
+    assert info["splits"]["test"]["counts"][1] == 1135
+
+
+def test_data_with_a_broken_file_fails_in_one_line(mnist_dir, tmp_path):
+    for f in mnist_dir.glob("*.gz"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"\x00\x00\x08\x03" + bytes(12))
+    proc = run_cli("data", "--data-dir", tmp_path)
+    assert_clean_failure(proc, "train-labels-idx1-ubyte.gz", "dimensions")
+
+
+def test_models_lists_parameters_and_multiply_adds():
+    proc = run_cli("models")
+    assert proc.returncode == 0
+    assert "1,199,882" in proc.stdout and "NuestraPrimeraRed" in proc.stdout
+    rows = {r["name"]: r for r in json.loads(run_cli("models", "--json").stdout)}
+    assert rows["NuestraPrimeraRed"]["parameters"] == 17
+    assert rows["DigitNet"]["macs"] < rows["NuestraSegundaRed"]["macs"] / 4
+
+
+def test_train_help_states_every_default():
+    out = run_cli("train", "--help").stdout
+    for option in ("--model", "--dataset", "--data-dir", "--epochs", "--batch-size", "--lr",
+                   "--optimizer", "--scheduler", "--split", "--seed", "--device", "--out"):
+        assert option in out
+    assert "DigitNet" in out and "default: holdout" in out and "default: auto" in out
+
+
+def test_train_then_evaluate(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli("train", "--data-dir", mnist_dir, "--limit-train", 3000, "--limit-val", 500,
+                   "--epochs", 2, "--device", "cpu", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    assert "Epoch: 2/2, Train Loss:" in proc.stdout
+    for name in ("config.json", "metrics.csv", "best.pt", "last.pt", "loss.png", "accuracy.png"):
+        assert (run / name).is_file(), name
+
+    again = run_cli("train", "--data-dir", mnist_dir, "--epochs", 1, "--out", run)
+    assert_clean_failure(again, "already holds a run")
+
+    proc = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--json",
+                   "--out", tmp_path / "eval")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["count"] == 10000 and report["accuracy"] > 0.9
+    assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 10000
+    assert set(report["per_class"]["7"]) >= {"precision", "recall"}
+    for name in ("confusion.png", "misclassified.png"):
+        assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG"
+
+    table = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500)
+    assert "confusion matrix" in table.stdout and "test images: 500" in table.stdout
+
+
+def test_evaluate_a_notebook_state_dict(mnist_dir, tmp_path):
+    torch.manual_seed(0)
+    torch.save(NotebookCNN().state_dict(), tmp_path / "model.dth")
+    proc = run_cli("evaluate", "--model", "NuestraSegundaRed", "--weights", tmp_path / "model.dth",
+                   "--data-dir", mnist_dir, "--limit-test", 300, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["count"] == 300
+    wrong = run_cli("evaluate", "--model", "DigitNet", "--weights", tmp_path / "model.dth",
+                    "--data-dir", mnist_dir)
+    assert_clean_failure(wrong, "not a state_dict of DigitNet")
+
+
+def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
+    (tmp_path / "junk.pt").write_text("hello")
+    assert_clean_failure(run_cli("evaluate", tmp_path / "junk.pt", "--data-dir", mnist_dir),
+                         "junk.pt")
+    assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "nothing"),
+                         "missing train-images-idx3-ubyte")
+    assert run_cli("train", "--epochs", "0").returncode == 2  # argparse's usage error

@@ -1,0 +1,73 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from digitos.checkpoint import load_checkpoint
+from digitos.datasets import make_splits
+from digitos.errors import DigitosError
+from digitos.evaluate import evaluate_split
+from digitos.train import RUN_FILES, TrainConfig, fit, read_metrics
+
+
+def small_config(mnist_dir, out, **kw):
+    base = dict(data_dir=str(mnist_dir), limit_train=4000, limit_val=1000, epochs=2,
+                out=str(out), device="cpu", progress=False)
+    return TrainConfig.from_recipe("default", **(base | kw))
+
+
+def test_small_real_run_reaches_95_percent(mnist_dir, mnist, tmp_path):
+    lines = []
+    run = fit(small_config(mnist_dir, tmp_path / "run"), log=lines.append)
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"train_loss", "val_loss", "val_accuracy"}
+    epoch_lines = [line for line in lines if " - Epoch: " in line]
+    assert len(epoch_lines) == 2 and "Val Accuracy: " in epoch_lines[-1]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "DigitNet" and config["train_images"] == 4000
+
+    model, ckpt = load_checkpoint(run / "best.pt")
+    test = make_splits(mnist, limit_test=2000).test
+    metrics, _ = evaluate_split(model, test, mnist.classes, tuple(ckpt["normalization"]))
+    assert metrics["accuracy"] >= 0.95, metrics["accuracy"]
+    best_epoch = min(rows, key=lambda r: r["val_loss"])["epoch"]
+    assert ckpt["epoch"] == best_epoch
+    assert load_checkpoint(run / "last.pt")[1]["epoch"] == 2
+
+
+def test_same_seed_on_cpu_gives_the_same_metrics(mnist_dir, tmp_path):
+    runs = [fit(small_config(mnist_dir, tmp_path / f"r{i}", limit_train=1000, limit_val=500,
+                             epochs=1), log=lambda s: None) for i in range(2)]
+    a, b = ((r / "metrics.csv").read_text() for r in runs)
+    strip = [[row[k] for k in ("epoch", "train_loss", "val_loss", "val_accuracy")]
+             for row in csv.DictReader(a.splitlines())]
+    again = [[row[k] for k in ("epoch", "train_loss", "val_loss", "val_accuracy")]
+             for row in csv.DictReader(b.splitlines())]
+    assert strip == again
+    w = [load_checkpoint(r / "last.pt")[1]["state_dict"] for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+
+
+def test_best_is_kept_even_when_loss_stays_above_one(mnist_dir, tmp_path):
+    """The notebook starts best_val_loss = 1, so such a run never saved. Ours does."""
+    run = fit(small_config(mnist_dir, tmp_path / "slow", lr=1e-7, epochs=1, limit_train=256,
+                           limit_val=200, scheduler="none"), log=lambda s: None)
+    assert read_metrics(run)[0]["val_loss"] > 1
+    assert (run / "best.pt").is_file()
+
+
+def test_refuses_to_overwrite_a_previous_run(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"precious")
+    with pytest.raises(DigitosError, match="already holds a run"):
+        fit(small_config(mnist_dir, out), log=lambda s: None)
+    assert (out / "best.pt").read_bytes() == b"precious"
+
+
+def test_the_toy_network_is_refused_for_images(mnist_dir, tmp_path):
+    with pytest.raises(DigitosError, match="NuestraPrimeraRed takes 2 numbers, not images"):
+        fit(small_config(mnist_dir, tmp_path / "x", model="NuestraPrimeraRed"))
