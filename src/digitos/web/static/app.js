@@ -85,8 +85,13 @@ function requestPrediction() {
   if (!inked) return;
   if (busy) { dirty = true; return; }
   busy = true; dirty = false;
+  document.body.dataset.state = "reading";
   send(JSON.stringify({ image: pad.toDataURL("image/png"), name: "canvas" }), "application/json")
-    .finally(() => { busy = false; if (dirty) requestPrediction(); });
+    .finally(() => {
+      busy = false;
+      if (dirty) requestPrediction();
+      else document.body.dataset.state = "idle"; // the reading shown is of the whole drawing
+    });
 }
 
 async function send(body, contentType) {

@@ -1,0 +1,181 @@
+"""The web app: API tests against the real app, and one real browser drawing on the page."""
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digitos.web.server import MAX_BODY, create_app
+from test_preprocess import paper_drawing, png
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def client(reader):
+    return TestClient(create_app(reader=reader))
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_upload_and_data_url_give_the_predict_fields(client, mnist):
+    img = png(paper_drawing(mnist.test.images[0], 220, canvas=(500, 400), at=(200, 100)))
+    r = client.post("/api/predict", files={"file": ("seven.png", img, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["digit"] == "7" and body["path"] == "seven.png"
+    assert len(body["probabilities"]) == 10 and 0.5 < body["confidence"] <= 1
+    assert len(body["preprocessed"]) == 784 and max(body["preprocessed"]) == 255
+    assert len(body["saliency"]) == 784 and max(body["saliency"]) == 1.0
+    r2 = client.post("/api/predict", json={"image": data_url(img)})
+    assert r2.status_code == 200 and r2.json()["probabilities"] == body["probabilities"]
+
+
+def test_health_and_docs(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body and "application/json" in body
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize("kind, status, message", [
+    ("empty", 400, "empty file"),
+    ("text", 400, "not an image"),
+    ("truncated", 400, "truncated"),
+    ("blank", 422, "no ink"),
+    ("huge", 400, "over the limit"),
+])
+def test_bad_uploads_get_a_4xx_naming_the_problem(client, mnist, kind, status, message):
+    good = png(paper_drawing(mnist.test.images[0], 200))
+    data = {
+        "empty": b"",
+        "text": b"just some text",
+        "truncated": good[: len(good) // 2],
+        "blank": png(Image.new("L", (300, 300), 255)),
+        "huge": png(Image.new("1", (7000, 7000), 1)),
+    }[kind]
+    r = client.post("/api/predict", files={"file": ("x.png", data, "image/png")})
+    assert r.status_code == status and message in r.json()["error"]
+    # The server keeps serving.
+    ok = client.post("/api/predict", files={"file": ("g.png", good, "image/png")})
+    assert ok.status_code == 200
+
+
+def test_malformed_requests(client):
+    too_big = b"\x00" * (MAX_BODY + 1)
+    r = client.post("/api/predict", files={"file": ("big.png", too_big, "image/png")})
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+    assert client.post("/api/predict", content=b"x", headers={"content-type": "text/plain"}
+                       ).status_code == 415
+    r = client.post("/api/predict", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    r = client.post("/api/predict", json={"image": "data:image/png;base64,@@@"})
+    assert r.status_code == 400 and "base64" in r.json()["error"]
+    r = client.post("/api/predict", json={"picture": 1})
+    assert r.status_code == 400 and "'image'" in r.json()["error"]
+    r = client.post("/api/predict", data={"other": "1"},
+                    files={"upload": ("a.png", b"123", "image/png")})
+    assert r.status_code == 400 and "'file'" in r.json()["error"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`digitos serve` as a real process on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode()) from None
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("digitos serve did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "apt-get install chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+# The page has read the whole drawing (no request pending) and shows this digit.
+SETTLED_ON = ("document.body.dataset.state === 'idle' && "
+              "document.getElementById('digit').textContent === '{digit}'")
+
+
+def draw(page, strokes):
+    """Drag the mouse along each stroke, in canvas coordinates (0..280)."""
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.mouse.up()
+
+
+def test_drawing_on_the_page_shows_the_digit_and_its_bars(server, browser, tmp_path):
+    page = browser.new_page(locale="en-US")
+    page.goto(server)
+    assert page.locator("#clear").inner_text() == "Clear"
+    draw(page, [[(150, 40), (150, 240)]])  # a '1'
+    page.wait_for_function(SETTLED_ON.format(digit="1"), timeout=15000)
+    page.screenshot(path=str(tmp_path / "one.png"))
+    width = page.locator(".bar.top .fill").evaluate("el => parseFloat(el.style.width)")
+    assert page.locator(".bar.top").get_attribute("data-digit") == "1" and width > 50
+    assert page.locator(".bar").count() == 10
+
+    page.click("#clear")
+    assert page.locator("#digit").inner_text() == "–"
+    draw(page, [[(70, 60), (210, 60), (120, 250)]])  # a '7'
+    page.wait_for_function(SETTLED_ON.format(digit="7"), timeout=15000)
+
+    page.click("[data-lang=es]")
+    assert page.locator("#clear").inner_text() == "Borrar"
+    page.close()
+
+
+def test_page_speaks_spanish_to_a_spanish_browser(server, browser):
+    page = browser.new_page(locale="es-AR")
+    page.goto(server)
+    assert page.locator("#clear").inner_text() == "Borrar"
+    assert page.locator("html").get_attribute("lang") == "es"
+    page.close()
