@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_preprocess import paper_drawing, png
 
 from digitos.web.server import MAX_BODY, create_app
-from test_preprocess import paper_drawing, png
 
 CHROMIUM = "/usr/bin/chromium"
 
