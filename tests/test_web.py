@@ -179,3 +179,14 @@ def test_page_speaks_spanish_to_a_spanish_browser(server, browser):
     assert page.locator("#clear").inner_text() == "Borrar"
     assert page.locator("html").get_attribute("lang") == "es"
     page.close()
+
+
+def test_serve_on_a_busy_port_fails_in_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr

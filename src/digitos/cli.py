@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help=f"a name from `digitos models` (recipe's; default recipe: "
                         f"{DEFAULT['model']})")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a constructor argument of the model, e.g. width=24 (repeatable)")
     _add_data_args(p)
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"passes over the training images (default recipe: {DEFAULT['epochs']})")
@@ -132,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default: runs/DATE-TIME-MODEL)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to be a folder that already holds a run")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format: faster convolutions on CPUs "
+                        "(default recipe: on)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -250,7 +254,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, fit
 
     cfg = TrainConfig.from_recipe(
-        args.recipe, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        args.recipe, model=args.model, model_args=_model_args(args.model_arg), dataset=args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, split=args.split,
@@ -259,12 +263,32 @@ def cmd_train(args) -> int:
         overwrite=args.overwrite, channels_last=args.channels_last, compile=args.compile,
         progress=not args.quiet,
     )
-    out = fit(cfg)
-    from .train import _distributed
+    import torch.distributed as dist
 
-    if _distributed()[0] == 0:
-        print(f"run folder: {out}   test it with: digitos evaluate {out / 'best.pt'}")
+    try:
+        out = fit(cfg)
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            print(f"run folder: {out}   test it with: digitos evaluate {out / 'best.pt'}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0
+
+
+def _model_args(pairs: list[str]) -> dict | None:
+    """KEY=VALUE strings -> kwargs; values read as JSON where they can be (numbers, true)."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise DigitosError(f"--model-arg {pair!r}: expected KEY=VALUE, e.g. width=24")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _load_for_eval(args):

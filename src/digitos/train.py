@@ -140,8 +140,8 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}"
 
 
-def check_run_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to write over a previous run's files unless told to."""
+def check_run_dir(out: Path, overwrite: bool, create: bool = True) -> None:
+    """Refuse to write over a previous run's files unless told to; make sure we can write."""
     if out.exists() and not out.is_dir():
         raise DigitosError(f"--out {out}: exists and is not a folder")
     existing = [f for f in RUN_FILES if (out / f).exists()]
@@ -150,6 +150,8 @@ def check_run_dir(out: Path, overwrite: bool) -> None:
             f"--out {out}: already holds a run ({', '.join(existing)}); "
             "choose another folder or pass --overwrite"
         )
+    if not create:
+        return
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".digitos-write-test"
@@ -178,8 +180,11 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         raise DigitosError("--epochs and --batch-size must be at least 1, --lr above 0")
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(out)
-    if main:
-        check_run_dir(out, cfg.overwrite)  # before any slow work: bad input harms nothing
+    # Before any slow work, so bad input harms nothing. Every rank checks the same folder and
+    # fails the same way; only rank 0 creates it, after all have looked.
+    check_run_dir(out, cfg.overwrite, create=main)
+    if world > 1:
+        dist.barrier()
 
     data = load_dataset(cfg.dataset, cfg.data_dir, progress=cfg.progress and main)
     splits = make_splits(data, cfg.split, cfg.seed, cfg.val_size,

@@ -145,9 +145,18 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
 
 
 def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import socket
+
     import uvicorn
 
+    from ..errors import DigitosError
+
     app = create_app(checkpoint)
+    try:  # a clear line now, rather than uvicorn's log after start-up
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise DigitosError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     print(f"digitos: drawing page on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)",
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

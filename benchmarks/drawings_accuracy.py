@@ -1,0 +1,60 @@
+"""How well a model reads real-looking drawings, against how well it reads MNIST itself.
+
+    python benchmarks/drawings_accuracy.py --data-dir ../shared/data/mnist [--checkpoint CKPT] [-n 10000]
+
+Every MNIST *test* digit (or the first n) is re-rendered as a person's saved drawing
+(digitos.drawings: big canvas, off-centre, thinner or thicker pen, dark on white or chalk on
+black, blur, PNG / JPEG / transparent PNG), read through digitos' preprocessing, and scored.
+Also prints how long the preprocessing takes per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import torch
+
+from digitos.datasets import load_dataset
+from digitos.drawings import render_set
+from digitos.predict import load_reader
+from digitos.preprocess import preprocess_file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    ap.add_argument("-n", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    reader = load_reader(args.checkpoint)
+    data = load_dataset("mnist", args.data_dir)
+    images, labels = data.test.images[: args.n], data.test.labels[: args.n]
+    mnist_ok = reader.probabilities(images).argmax(1) == labels
+
+    seen, formats, prep_seconds = [], [], 0.0
+    for i, drawing in enumerate(render_set(images, labels, seed=args.seed)):
+        t0 = time.perf_counter()
+        seen.append(preprocess_file(drawing.data).pixels)
+        prep_seconds += time.perf_counter() - t0
+        formats.append(drawing.format)
+        if (i + 1) % 1000 == 0:
+            print(f"  {i + 1} drawings", flush=True)
+    drawn_ok = reader.probabilities(torch.stack(seen)).argmax(1) == labels
+
+    n = len(labels)
+    print(f"model: {reader.meta['model']}  images: {n}")
+    print(f"MNIST test digits:      {100 * mnist_ok.float().mean():.2f}%")
+    print(f"the same, as drawings:  {100 * drawn_ok.float().mean():.2f}%")
+    counts = Counter(formats)
+    for fmt in sorted(counts):
+        mask = torch.tensor([f == fmt for f in formats])
+        print(f"  {fmt:16} {100 * drawn_ok[mask].float().mean():6.2f}%  ({counts[fmt]} images)")
+    print(f"preprocessing: {1000 * prep_seconds / n:.1f} ms per drawing (decode included)")
+
+
+if __name__ == "__main__":
+    main()
