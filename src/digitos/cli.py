@@ -254,7 +254,8 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, fit
 
     cfg = TrainConfig.from_recipe(
-        args.recipe, model=args.model, model_args=_model_args(args.model_arg), dataset=args.dataset, data_dir=args.data_dir,
+        args.recipe, model=args.model, model_args=_model_args(args.model_arg),
+        dataset=args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, split=args.split,
