@@ -157,3 +157,11 @@ def test_drawings_are_read_within_one_point_of_mnist(mnist, reader):
     seen = torch.stack([preprocess_file(d.data).pixels for d in drawings])
     drawn_acc = (reader.probabilities(seen).argmax(1) == labels).float().mean().item()
     assert drawn_acc >= mnist_acc - 0.01, (drawn_acc, mnist_acc)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "WEBP", "TIFF"])
+def test_other_formats_people_save(mnist, reader, fmt):
+    digit, label = mnist.test.images[5], int(mnist.test.labels[5])
+    page = paper_drawing(digit, 160, canvas=(400, 300), at=(120, 60))
+    pre = preprocess_file(png(page.convert("RGB") if fmt == "WEBP" else page, fmt), f"d.{fmt}")
+    assert reader.read(pre.pixels).digit == str(label)
