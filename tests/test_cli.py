@@ -96,3 +96,17 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "nothing"),
                          "missing train-images-idx3-ubyte")
     assert run_cli("train", "--epochs", "0").returncode == 2  # argparse's usage error
+
+
+def test_unavailable_device_and_bad_model_args_are_refused(mnist_dir, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        proc = run_cli("train", "--data-dir", mnist_dir, "--device", "cuda", "--out", tmp_path / "a")
+        assert_clean_failure(proc, "no CUDA GPU")
+    proc = run_cli("train", "--data-dir", mnist_dir, "--model-arg", "width", "--out", tmp_path / "b")
+    assert_clean_failure(proc, "expected KEY=VALUE")
+    proc = run_cli("train", "--data-dir", mnist_dir, "--model-arg", "stem=round", "--out",
+                   tmp_path / "c")
+    assert_clean_failure(proc, "stem must be")
+    assert not (tmp_path / "c" / "best.pt").exists()

@@ -71,3 +71,18 @@ def test_refuses_to_overwrite_a_previous_run(mnist_dir, tmp_path):
 def test_the_toy_network_is_refused_for_images(mnist_dir, tmp_path):
     with pytest.raises(DigitosError, match="NuestraPrimeraRed takes 2 numbers, not images"):
         fit(small_config(mnist_dir, tmp_path / "x", model="NuestraPrimeraRed"))
+
+
+def test_weight_average_is_what_gets_saved(mnist_dir, tmp_path):
+    """Same seed, same steps: with --ema the checkpoint holds the average, not the last step."""
+    plain = fit(small_config(mnist_dir, tmp_path / "plain", limit_train=1000, limit_val=500,
+                             epochs=1), log=lambda s: None)
+    averaged = fit(small_config(mnist_dir, tmp_path / "ema", limit_train=1000, limit_val=500,
+                                epochs=1, ema=0.9), log=lambda s: None)
+    a = load_checkpoint(plain / "last.pt")[1]["state_dict"]
+    b = load_checkpoint(averaged / "last.pt")[1]["state_dict"]
+    assert set(a) == set(b)
+    assert not torch.equal(a["head.weight"], b["head.weight"])
+    # The average stays close to the weights it averages.
+    assert (a["head.weight"] - b["head.weight"]).abs().mean() < a["head.weight"].abs().mean()
+    assert read_metrics(averaged)[0]["val_accuracy"] > 0.5  # learnt something (chance: 0.1)

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random rotation, scale and shift of each training image "
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay "
+                        f"per step, e.g. 0.999; 0 = off (default recipe: {DEFAULT.get('ema', 0)})")
     _add_split_args(p)
     _add_device_arg(p)
     p.add_argument("--out", default=None, metavar="DIR",
@@ -258,7 +261,7 @@ def cmd_train(args) -> int:
         dataset=args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, augment=args.augment, split=args.split,
+        label_smoothing=args.label_smoothing, augment=args.augment, ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,
         overwrite=args.overwrite, channels_last=args.channels_last, compile=args.compile,

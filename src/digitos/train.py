@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import make_checkpoint, save_checkpoint
+from .checkpoint import make_checkpoint, save_checkpoint, unwrap
 from .datasets import load_dataset, make_splits
 from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
@@ -53,6 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     tta: bool = False  # test-time augmentation, recorded in the checkpoint for evaluate/predict
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     split: str = "holdout"
     val_size: int = 5000
     seed: int = 0
@@ -130,10 +131,13 @@ def _distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)  # one GPU per process, before NCCL starts
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return dist.get_rank(), dist.get_world_size(), local_rank
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -178,6 +182,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         )
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise DigitosError("--epochs and --batch-size must be at least 1, --lr above 0")
+    create_model(cfg.model, **cfg.model_args)  # bad constructor arguments fail here, not later
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(out)
     # Before any slow work, so bad input harms nothing. Every rank checks the same folder and
@@ -217,6 +222,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         augment=Augment() if cfg.augment else None, shard=(rank, world),
         channels_last=cfg.channels_last,
     )
+    # Weight averaging: validation and checkpoints use the average when there is one.
+    ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(cfg, model.parameters())
     scheduler, per_batch = make_scheduler(cfg, opt, len(train_batches))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -249,6 +256,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(model)
             if per_batch:
                 scheduler.step()
             total += loss.detach().float() * len(y)  # stays on the device: no sync per batch
@@ -268,8 +277,9 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
 
         stop = False
         if main:
+            kept = ema.model if ema is not None else model
             val = metrics_from_logits(
-                split_logits(model, splits.val, normalization, device, tta=cfg.tta),
+                split_logits(kept, splits.val, normalization, device, tta=cfg.tta),
                 splits.val.labels, classes)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
@@ -280,7 +290,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                 f"Train Loss: {train_loss:.8f}, Val Loss: {val['loss']:.8f}, "
                 f"Val Accuracy: {val['accuracy']:.8f}")
             metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_accuracy")}
-            ckpt = make_checkpoint(model, epoch=epoch, metrics=metrics, config=asdict(cfg),
+            ckpt = make_checkpoint(kept, epoch=epoch, metrics=metrics, config=asdict(cfg),
                                    **meta)
             if val["loss"] < best_val_loss:  # the lowest so far, whatever its size
                 best_val_loss = val["loss"]
@@ -289,7 +299,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
             save_checkpoint(out / "last.pt", ckpt)
             _write_history(out, history)
             if on_epoch_end is not None:
-                stop = bool(on_epoch_end(epoch, model, row))
+                stop = bool(on_epoch_end(epoch, kept, row))
         if world > 1:
             flag = torch.tensor([1.0 if stop else 0.0], device=device)
             dist.broadcast(flag, src=0)
@@ -299,6 +309,31 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     if world > 1:
         dist.barrier()
     return out
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.model = copy.deepcopy(unwrap(model)).eval()
+        self.decay = decay
+        self.steps = 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        # Warm-up: early on, follow the model closely instead of averaging in the random start.
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for avg, new in zip(self.model.state_dict().values(), unwrap(model).state_dict().values(),
+                            strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(new, 1 - decay)
+            else:
+                avg.copy_(new)
 
 
 def _init_args(build) -> set[str]:
