@@ -44,32 +44,27 @@ def loss_curves(epochs: list[int], train_loss: list[float], val_loss: list[float
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(epochs, train_loss, "o-", label="Train loss")
     ax.plot(epochs, val_loss, "o-", label="Validation loss")
-    ax.set_xlabel("Epoch")
-    ax.set_ylabel("Loss")
-    ax.set_title("Loss")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-    _integer_ticks(ax)
-    return _save(fig, path)
+    return _per_epoch(fig, ax, "Loss", "Loss", "upper right", path)
 
 
 def accuracy_curve(epochs: list[int], val_accuracy: list[float], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(epochs, [100 * a for a in val_accuracy], "o-", color="tab:green",
             label="Validation accuracy")
-    ax.set_xlabel("Epoch")
-    ax.set_ylabel("Accuracy (%)")
-    ax.set_title("Validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    _integer_ticks(ax)
-    return _save(fig, path)
+    return _per_epoch(fig, ax, "Accuracy (%)", "Validation accuracy", "lower right", path)
 
 
-def _integer_ticks(ax) -> None:
+def _per_epoch(fig, ax, ylabel: str, title: str, legend: str, path: str | Path) -> Path:
+    """Labels, grid, legend and whole-number epoch ticks of a per-epoch curve; then save."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(fig, path)
 
 
 def confusion_matrix(confusion: list[list[int]], classes, path: str | Path,
