@@ -213,6 +213,13 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
     return Path(data_dir).expanduser() if data_dir is not None else None
 
 
+class DownloadFailed(Exception):
+    """Every mirror failed for one file; the message lists why, mirror by mirror."""
+
+    def __init__(self, fname: str, errors: list[str]):
+        super().__init__(f"{fname}: " + "; ".join(errors))
+
+
 def download(spec: DatasetSpec, roles: list[str], dest: Path, progress: bool = True) -> None:
     """Fetch the missing files from the dataset's mirrors into `dest`, verifying each."""
     import pooch  # only needed here; a maintained downloader with retries and progress bars
@@ -242,11 +249,6 @@ def download(spec: DatasetSpec, roles: list[str], dest: Path, progress: bool = T
                 errors.append(str(e))
         else:
             raise DownloadFailed(fname, errors)
-
-
-class DownloadFailed(Exception):
-    def __init__(self, fname: str, errors: list[str]):
-        super().__init__(f"{fname}: " + "; ".join(errors))
 
 
 def load_dataset(

@@ -29,10 +29,12 @@ class Reading:
     confidence: float
     probabilities: list[float]
     unsure: bool
+    classes: list[str]
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The k most probable classes with their probabilities, most probable first."""
         order = sorted(range(len(self.probabilities)), key=lambda i: -self.probabilities[i])
-        return [(str(i), self.probabilities[i]) for i in order[:k]]
+        return [(self.classes[i], self.probabilities[i]) for i in order[:k]]
 
 
 class Reader:
@@ -61,7 +63,7 @@ class Reader:
         best = int(p.argmax())
         conf = float(p[best])
         return Reading(self.classes[best], conf, [round(float(v), 6) for v in p],
-                       conf < self.unsure_below)
+                       conf < self.unsure_below, self.classes)
 
     def saliency(self, pixels: torch.Tensor, target: int | None = None) -> torch.Tensor:
         """Plain autograd saliency: |d score / d pixel| of the read class, scaled to [0, 1]."""
