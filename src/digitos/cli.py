@@ -48,7 +48,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "missing files)")
 
 
-def _add_split_args(p: argparse.ArgumentParser) -> None:
+def _add_split_args(p: argparse.ArgumentParser, limits=("train", "val", "test")) -> None:
     p.add_argument("--split", default="holdout", choices=["holdout", "seed"],
                    help="holdout: validation = --val-size training images, test = all 10,000 "
                         "test images; seed: the class's split, validation 9,000 and test 1,000 "
@@ -58,7 +58,7 @@ def _add_split_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed for the split, initial weights and shuffling (default: %(default)s)")
-    for part in ("train", "val", "test"):
+    for part in limits:
         p.add_argument(f"--limit-{part}", type=_positive_int, default=None, metavar="N",
                        help=f"use only the first N {part} images (default: all)")
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE",
                    help="a bare state_dict, e.g. the notebook's checkpoints/model.dth")
     _add_data_args(p)
-    _add_split_args(p)
+    _add_split_args(p, limits=("test",))
     _add_device_arg(p)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time augmentation (default: as the checkpoint says)")
