@@ -327,7 +327,7 @@ def cmd_evaluate(args) -> int:
     tta = meta.get("tta", False) if args.tta is None else args.tta
     norm = tuple(meta["normalization"])
     model = model.to(device)
-    if len(get_entry(meta["model"]).input_shape) == 3:
+    if get_entry(meta["model"]).takes_images:
         model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPUs
     metrics, logits = evaluate_split(model, splits.test, ds.classes, norm, device, tta=tta)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,

@@ -26,6 +26,11 @@ class ModelEntry:
     normalization: tuple[float, float]
     summary: str
 
+    @property
+    def takes_images(self) -> bool:
+        """(channels, height, width) inputs, as opposed to the toy network's plain numbers."""
+        return len(self.input_shape) == 3
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
 

@@ -42,7 +42,7 @@ class Reader:
 
     def __init__(self, model: nn.Module, meta: dict, unsure_below: float = UNSURE_BELOW):
         # channels_last: about twice the images/s of the default layout on CPUs (see README).
-        self.channels_last = len(get_entry(meta["model"]).input_shape) == 3
+        self.channels_last = get_entry(meta["model"]).takes_images
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()

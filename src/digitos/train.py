@@ -175,7 +175,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     main = rank == 0
     device = pick_device(cfg.device, local_rank)
     entry = get_entry(cfg.model)
-    if len(entry.input_shape) != 3:
+    if not entry.takes_images:
         raise DigitosError(
             f"{cfg.model} takes {entry.input_shape[0]} numbers, not images: "
             "it is the class's first toy network; train an image model instead"
@@ -257,7 +257,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
             loss.backward()
             opt.step()
             if ema is not None:
-                ema.update(model)
+                ema.update()
             if per_batch:
                 scheduler.step()
             total += loss.detach().float() * len(y)  # stays on the device: no sync per batch
@@ -322,14 +322,17 @@ class WeightAverage:
         self.steps = 0
         for p in self.model.parameters():
             p.requires_grad_(False)
+        # state_dict tensors share storage with the live weights and buffers, which the
+        # optimiser and BatchNorm update in place: pair them once, not on every step.
+        self.pairs = list(zip(self.model.state_dict().values(),
+                              unwrap(model).state_dict().values(), strict=True))
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self) -> None:
         self.steps += 1
         # Warm-up: early on, follow the model closely instead of averaging in the random start.
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for avg, new in zip(self.model.state_dict().values(), unwrap(model).state_dict().values(),
-                            strict=True):
+        for avg, new in self.pairs:
             if avg.dtype.is_floating_point:
                 avg.lerp_(new, 1 - decay)
             else:

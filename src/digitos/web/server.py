@@ -151,12 +151,12 @@ def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: i
 
     from ..errors import DigitosError
 
-    app = create_app(checkpoint)
-    try:  # a clear line now, rather than uvicorn's log after start-up
+    try:  # a clear line first, rather than uvicorn's log after loading the model
         with socket.create_server((host, port)):
             pass
     except OSError as e:
         raise DigitosError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    app = create_app(checkpoint)
     print(f"digitos: drawing page on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)",
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
