@@ -49,8 +49,8 @@ class ClassMNIST(TorchDataset):
         return x, int(self.labels[i])
 
 
-def test_accuracy(model, test, normalization) -> float:
-    logits = split_logits(model, test, normalization, "cpu")
+def test_accuracy(model, test, normalization, device="cpu") -> float:
+    logits = split_logits(model, test, normalization, device)
     return (logits.argmax(1) == test.labels).float().mean().item()
 
 
@@ -96,7 +96,8 @@ def class_loop(ds, target: float, max_epochs: int, seed: int) -> dict:
             "train_images_per_s": first_epoch_ips}
 
 
-def digitos_run(recipe: str, data_dir, target: float, seed: int, out, **overrides) -> dict:
+def digitos_run(recipe: str, data_dir, target: float, seed: int, out, device: str = "cpu",
+                **overrides) -> dict:
     data = load_dataset("mnist", data_dir)
     state = {"seconds": 0.0, "epochs": None, "accuracy": 0.0, "train_images_per_s": None}
 
@@ -104,7 +105,7 @@ def digitos_run(recipe: str, data_dir, target: float, seed: int, out, **override
         state["seconds"] += row["seconds"]
         if state["train_images_per_s"] is None:
             state["train_images_per_s"] = n_train / row["train_seconds"]
-        state["accuracy"] = test_accuracy(model, data.test, model_norm)
+        state["accuracy"] = test_accuracy(model, data.test, model_norm, device)
         print(f"  {recipe:8} epoch {epoch}: {state['seconds']:7.1f} s, test accuracy "
               f"{100 * state['accuracy']:.2f}%", flush=True)
         if state["accuracy"] >= target:
@@ -113,7 +114,7 @@ def digitos_run(recipe: str, data_dir, target: float, seed: int, out, **override
         return False
 
     cfg = digitos.TrainConfig.from_recipe(recipe, data_dir=str(data_dir), seed=seed, out=str(out),
-                                          overwrite=True, progress=False, device="cpu",
+                                          overwrite=True, progress=False, device=device,
                                           **overrides)
     model_norm = digitos.models.get_entry(cfg.model).normalization
     n_train = len(data.train) - cfg.val_size  # the holdout split
@@ -130,9 +131,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-class", action="store_true")
     ap.add_argument("--out", default="/tmp/digitos-bench")
+    ap.add_argument("--device", default="cpu",
+                    help="for digitos' runs (cpu, cuda); the class loop always runs on the CPU")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
           f"threads, torch {torch.__version__}")
+    if args.device.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name()}")
     ds = load_dataset("mnist", args.data_dir)
     results = {}
     if not args.skip_class:
@@ -141,10 +146,10 @@ def main() -> None:
     for recipe in args.recipes.split(","):
         print(f"digitos --recipe {recipe}:")
         results[recipe] = digitos_run(recipe, args.data_dir, args.target, args.seed,
-                                      f"{args.out}/{recipe}")
+                                      f"{args.out}/{recipe}", args.device)
     print("digitos NuestraSegundaRed, batch 64, 1 epoch:")
     results["digitos class CNN"] = digitos_run("class", args.data_dir, 2.0, args.seed,
-                                               f"{args.out}/classcnn", epochs=1)
+                                               f"{args.out}/classcnn", args.device, epochs=1)
 
     print(f"\nseconds to {100 * args.target:.1f}% test accuracy (training + validation passes):")
     base = results.get("class loop", {}).get("seconds")

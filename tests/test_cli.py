@@ -110,3 +110,36 @@ def test_unavailable_device_and_bad_model_args_are_refused(mnist_dir, tmp_path):
                    tmp_path / "c")
     assert_clean_failure(proc, "stem must be")
     assert not (tmp_path / "c" / "best.pt").exists()
+
+
+def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnist_dir, mnist,
+                                                                            tmp_path):
+    from digitos.evaluate import tta_views
+    from digitos.predict import load_reader
+
+    run = tmp_path / "best"
+    proc = run_cli("train", "--recipe", "best", "--data-dir", mnist_dir, "--limit-train", 2000,
+                   "--limit-val", 500, "--epochs", 1, "--model-arg", "width=4", "--device", "cpu",
+                   "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "DigitNetL" and config["tta"] and config["augment"]
+
+    def evaluate(*extra):
+        proc = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500,
+                       "--json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert evaluate()["tta"] is True and evaluate("--no-tta")["tta"] is False
+
+    # predict's reader averages the shifted views, not the plain image alone
+    reader = load_reader(run / "best.pt")
+    pixels = mnist.test.images[:20]
+    x = pixels.unsqueeze(1).float().div(255).sub(0.1307).div(0.3081)
+    with torch.inference_mode():
+        plain = torch.softmax(reader.model(x), 1)
+        averaged = torch.stack([torch.log_softmax(reader.model(v), 1) for v in tta_views(x)])
+    assert torch.allclose(reader.probabilities(pixels), torch.softmax(averaged.mean(0), 1),
+                          atol=1e-5)
+    assert not torch.allclose(reader.probabilities(pixels), plain, atol=1e-3)

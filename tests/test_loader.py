@@ -1,0 +1,65 @@
+"""Batches and batch augmentation, on real MNIST digits."""
+
+import torch
+
+from digitos.datasets import Split
+from digitos.loader import Augment, Batches
+
+
+def centre_of_mass(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) -> (N, 2) row and column of each image's centre of mass, in pixels."""
+    h, w = pixels.shape[2:]
+    mass = pixels.sum((1, 2, 3))
+    rows = (pixels.sum((1, 3)) * torch.arange(h)).sum(1) / mass
+    cols = (pixels.sum((1, 2)) * torch.arange(w)).sum(1) / mass
+    return torch.stack([rows, cols], 1)
+
+
+def digits(mnist, n=256) -> torch.Tensor:
+    return mnist.train.images[:n].unsqueeze(1).float() / 255
+
+
+def test_no_distortion_leaves_the_digits_as_they_are(mnist):
+    x = digits(mnist)
+    same = Augment(rotate=0, scale=0, shift=0)(x)
+    assert torch.allclose(same, x, atol=1e-5)
+
+
+def test_shift_moves_digits_by_at_most_the_shift(mnist):
+    torch.manual_seed(0)
+    x = digits(mnist)
+    moved = Augment(rotate=0, scale=0, shift=2.0)(x)
+    step = (centre_of_mass(moved) - centre_of_mass(x)).abs()
+    assert step.max() <= 2.1
+    assert step.mean() > 0.5  # and it does move them, by about half the limit on average
+
+
+
+def test_rotation_and_scale_keep_the_digit_in_place_and_whole(mnist):
+    torch.manual_seed(0)
+    x = digits(mnist)
+    turned = Augment(rotate=10, scale=0.1, shift=0)(x)
+    assert (turned - x).abs().sum((1, 2, 3)).min() > 0  # every digit is changed...
+    ink = turned.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert ((ink > 0.75) & (ink < 1.3)).all()  # ...scaled by at most 10% each way (area ~20%)
+    # ...and turned about the image centre, so its centre of mass barely moves
+    assert (centre_of_mass(turned) - centre_of_mass(x)).abs().max() < 2.5
+
+
+def test_shards_split_every_epoch_between_ranks_without_overlap(mnist):
+    split = Split(mnist.test.images[:1001], torch.arange(1001))  # labels = image index
+    seen = []
+    for rank in (0, 1):
+        batches = Batches(split, 50, (0.0, 1.0), shuffle=True, seed=3, shard=(rank, 2))
+        labels = torch.cat([y for _, y in batches])
+        assert len(batches) == 10 and len(labels) == 500  # 1000 // 2, the odd one left out
+        seen.append(labels)
+    assert len(set(torch.cat(seen).tolist())) == 1000
+
+
+def test_batches_are_the_normalised_images_in_order(mnist):
+    split = Split(mnist.test.images[:300], mnist.test.labels[:300])
+    x, y = next(iter(Batches(split, 128, (0.1307, 0.3081))))
+    assert x.shape == (128, 1, 28, 28) and torch.equal(y, split.labels[:128])
+    expected = (split.images[:128].float() / 255 - 0.1307) / 0.3081
+    assert torch.allclose(x[:, 0], expected, atol=1e-6)
