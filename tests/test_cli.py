@@ -115,6 +115,7 @@ def test_unavailable_device_and_bad_model_args_are_refused(mnist_dir, tmp_path):
 def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnist_dir, mnist,
                                                                             tmp_path):
     from digitos.evaluate import tta_views
+    from digitos.loader import to_input
     from digitos.predict import load_reader
 
     run = tmp_path / "best"
@@ -136,7 +137,7 @@ def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnis
     # predict's reader averages the shifted views, not the plain image alone
     reader = load_reader(run / "best.pt")
     pixels = mnist.test.images[:20]
-    x = pixels.unsqueeze(1).float().div(255).sub(0.1307).div(0.3081)
+    x = to_input(pixels, reader.normalization)
     with torch.inference_mode():
         plain = torch.softmax(reader.model(x), 1)
         averaged = torch.stack([torch.log_softmax(reader.model(v), 1) for v in tta_views(x)])

@@ -34,7 +34,6 @@ def test_shift_moves_digits_by_at_most_the_shift(mnist):
     assert step.mean() > 0.5  # and it does move them, by about half the limit on average
 
 
-
 def test_rotation_and_scale_keep_the_digit_in_place_and_whole(mnist):
     torch.manual_seed(0)
     x = digits(mnist)

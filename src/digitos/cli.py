@@ -314,7 +314,7 @@ def cmd_evaluate(args) -> int:
 
     from .datasets import load_dataset, make_splits
     from .evaluate import evaluate_split, format_report
-    from .models import get_entry
+    from .loader import inference_layout
     from .train import pick_device
 
     model, meta = _load_for_eval(args)
@@ -326,9 +326,7 @@ def cmd_evaluate(args) -> int:
     splits = make_splits(ds, args.split, args.seed, args.val_size, limit_test=args.limit_test)
     tta = meta.get("tta", False) if args.tta is None else args.tta
     norm = tuple(meta["normalization"])
-    model = model.to(device)
-    if get_entry(meta["model"]).takes_images:
-        model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPUs
+    model = inference_layout(model.to(device), meta["model"])
     metrics, logits = evaluate_split(model, splits.test, ds.classes, norm, device, tta=tta)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,
                 "checkpoint": args.checkpoint or args.weights}

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from .checkpoint import load_checkpoint
 from .errors import DigitosError
 from .evaluate import model_logits
-from .loader import to_input
-from .models import get_entry
+from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import ImageError, Preprocessed, preprocess_file, save_pixels
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
@@ -41,11 +40,8 @@ class Reader:
     """A trained model ready to read 28x28 MNIST-form digits."""
 
     def __init__(self, model: nn.Module, meta: dict, unsure_below: float = UNSURE_BELOW):
-        # channels_last: about twice the images/s of the default layout on CPUs (see README).
-        self.channels_last = get_entry(meta["model"]).takes_images
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model.eval()
+        self.model = inference_layout(model, meta["model"]).eval()
+        self.channels_last = uses_channels_last(self.model)  # inputs in the model's layout
         self.meta = meta
         self.normalization = tuple(meta["normalization"])
         self.classes = list(meta.get("classes") or [str(i) for i in range(10)])
