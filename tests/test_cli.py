@@ -125,6 +125,7 @@ def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnis
     assert proc.returncode == 0, proc.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "DigitNetL" and config["tta"] and config["augment"]
+    assert config["optimizer"] == "sgd" and config["lr"] == 0.1  # the recipe, not the default's
 
     def evaluate(*extra):
         proc = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500,

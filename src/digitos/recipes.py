@@ -20,9 +20,10 @@ RECIPES: dict[str, dict] = {
         scheduler="onecycle", weight_decay=0.0, label_smoothing=0.0, augment=False, tta=False,
         channels_last=True,
     ),
-    # The most accurate single model: a deeper net, twice the epochs, test-time augmentation.
+    # The most accurate single model: a deeper net, twice the epochs, SGD with Nesterov
+    # momentum (Adam reached 99.64% here, SGD 99.70%: see the README), test-time augmentation.
     "best": dict(
-        model="DigitNetL", model_args={}, epochs=20, batch_size=128, lr=0.01, optimizer="adam",
+        model="DigitNetL", model_args={}, epochs=20, batch_size=128, lr=0.1, optimizer="sgd",
         scheduler="onecycle", weight_decay=5e-4, label_smoothing=0.0, augment=True, tta=True,
         channels_last=True,
     ),
