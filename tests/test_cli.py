@@ -6,6 +6,8 @@ import torch
 from conftest import run_cli
 from test_models import NotebookCNN
 
+from digitos.recipes import RECIPES
+
 
 def assert_clean_failure(proc, *fragments):
     """Non-zero exit, one line on stderr naming the problem, no traceback."""
@@ -124,8 +126,9 @@ def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnis
                    "--out", run)
     assert proc.returncode == 0, proc.stderr
     config = json.loads((run / "config.json").read_text())
+    recipe = RECIPES["best"] | {"epochs": 1, "model_args": {"width": 4}}  # what we overrode
+    assert {k: config[k] for k in recipe} == recipe
     assert config["model"] == "DigitNetL" and config["tta"] and config["augment"]
-    assert config["optimizer"] == "sgd" and config["lr"] == 0.1  # the recipe, not the default's
 
     def evaluate(*extra):
         proc = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500,

@@ -8,9 +8,10 @@ from __future__ import annotations
 from .errors import DigitosError
 
 RECIPES: dict[str, dict] = {
-    # The default: >= 99.5% test accuracy in at most 3 minutes on 2 CPU cores.
+    # The default: >= 99.5% test accuracy in at most 3 minutes on 2 CPU cores. SGD with Nesterov
+    # momentum (seeds 0/1/2: 99.55/99.60/99.55%) beat Adam to 0.01 (99.52/99.54%); see the README.
     "default": dict(
-        model="DigitNet", model_args={}, epochs=10, batch_size=128, lr=0.01, optimizer="adam",
+        model="DigitNet", model_args={}, epochs=10, batch_size=128, lr=0.1, optimizer="sgd",
         scheduler="onecycle", weight_decay=5e-4, label_smoothing=0.0, augment=True, tta=False,
         channels_last=True,
     ),
