@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 from conftest import run_cli
-from PIL import Image
+from PIL import Image, ImageDraw
 from test_preprocess import paper_drawing, png
 
 
@@ -26,10 +26,16 @@ def test_predict_reads_files_and_folders(mnist, tmp_path):
                    "--save-preprocessed", tmp_path / "seen")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["digit"] for r in rows] == labels
+    assert [r["digit"] for r in rows] == [int(d) for d in labels]
+    assert [r["number"] for r in rows] == labels
     for r in rows:
-        assert set(r) >= {"path", "digit", "confidence", "probabilities"}
-        assert len(r["probabilities"]) == 10 and abs(sum(r["probabilities"]) - 1) < 1e-4
+        assert set(r) >= {"path", "digit", "confidence", "probabilities", "number", "digits",
+                          "not_a_digit"}
+        assert r["not_a_digit"] is False and len(r["digits"]) == 1
+        assert r["digits"][0]["digit"] == r["digit"] and len(r["digits"][0]["box"]) == 4
+        # The ten digits and "not a digit" share the probability.
+        total = sum(r["probabilities"]) + r["not_a_digit_probability"]
+        assert len(r["probabilities"]) == 10 and abs(total - 1) < 1e-4
         assert r["confidence"] == max(r["probabilities"])
     seen = sorted(p.name for p in (tmp_path / "seen").iterdir())
     assert seen == ["d0.png", "d1.png", "d2.png", "d3.png"]
@@ -59,7 +65,7 @@ def test_bad_files_are_refused_one_line_each_and_the_rest_still_read(mnist, tmp_
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == len(files)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert rows[0]["digit"] == labels[0]
+    assert rows[0]["digit"] == int(labels[0])
     reasons = {r["path"].rsplit("/", 1)[1]: r["error"] for r in rows[1:]}
     assert "empty file" in reasons["empty.png"]
     assert "not an image" in reasons["notes.png"]
@@ -68,13 +74,20 @@ def test_bad_files_are_refused_one_line_each_and_the_rest_still_read(mnist, tmp_
     assert "over the limit" in reasons["bomb.png"]
 
 
-def test_scribble_is_marked_unsure(tmp_path):
+def test_noise_and_scribbles_are_not_read_as_digits(tmp_path):
     rng = np.random.default_rng(0)
     noise = (rng.random((60, 60)) > 0.5).astype(np.uint8) * 255
-    (tmp_path / "scribble.png").write_bytes(png(Image.fromarray(noise).resize((300, 300))))
-    proc = run_cli("predict", tmp_path / "scribble.png", "--unsure-below", "0.999")
-    assert proc.returncode == 0
-    assert "(unsure)" in proc.stdout
+    (tmp_path / "noise.png").write_bytes(png(Image.fromarray(noise).resize((300, 300))))
+    for i in range(3):  # a pen dragged about at random: dozens of turns
+        page = Image.new("L", (400, 400), 255)
+        walk = np.cumsum(rng.normal(0, 30, (60, 2)), axis=0) + 200
+        ImageDraw.Draw(page).line([tuple(p) for p in np.clip(walk, 20, 380)], fill=0, width=6)
+        (tmp_path / f"scribble{i}.png").write_bytes(png(page))
+    proc = run_cli("predict", tmp_path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 4
+    assert sum(r["not_a_digit"] for r in rows) >= 3, [r["number"] for r in rows]
 
 
 def test_missing_checkpoint_is_a_clean_error(tmp_path):
@@ -82,3 +95,45 @@ def test_missing_checkpoint_is_a_clean_error(tmp_path):
     proc = run_cli("predict", "--checkpoint", tmp_path / "nope.pt", tmp_path / "a.png")
     assert proc.returncode == 1 and "no such checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_predict_reads_a_number_and_says_not_a_digit(mnist, tmp_path):
+    from digitos.drawings import render_number
+    from digitos.negatives import clothes
+
+    rng = np.random.default_rng(3)
+    pick = [0, 1, 2, 3]  # 7, 2, 1, 0
+    number = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
+                           touch=0.0)
+    (tmp_path / "number.png").write_bytes(number.data)
+    fashion = load_fashion_test()
+    shoe = Image.fromarray(255 - clothes(fashion[:1])[0].numpy()).resize((280, 280))
+    (tmp_path / "shoe.png").write_bytes(png(shoe))
+
+    proc = run_cli("predict", tmp_path / "number.png", tmp_path / "shoe.png", "--json",
+                   "--save-preprocessed", tmp_path / "seen")
+    assert proc.returncode == 0, proc.stderr
+    num, shoe_row = (json.loads(line) for line in proc.stdout.splitlines())
+    assert num["number"] == number.number == "7210"
+    assert num["digit"] is None and num["not_a_digit"] is False
+    assert [d["digit"] for d in num["digits"]] == [7, 2, 1, 0]
+    lefts = [d["box"][0] for d in num["digits"]]
+    assert lefts == sorted(lefts)
+    for d in num["digits"]:
+        left, top, right, bottom = d["box"]
+        assert 0 <= left < right and 0 <= top < bottom
+    assert shoe_row["not_a_digit"] is True and shoe_row["number"] == ""
+    assert shoe_row["digits"] == [] and shoe_row["digit"] is None
+    seen = sorted(p.name for p in (tmp_path / "seen").iterdir())
+    assert seen == ["number-1.png", "number-2.png", "number-3.png", "number-4.png", "shoe.png"]
+
+    text = run_cli("predict", tmp_path / "number.png", tmp_path / "shoe.png")
+    first, second = text.stdout.splitlines()
+    assert first.startswith(f"{tmp_path / 'number.png'}: 7210   digits: 7 (")
+    assert second.startswith(f"{tmp_path / 'shoe.png'}: not a digit (")
+
+
+def load_fashion_test():
+    from digitos.datasets import load_dataset
+
+    return load_dataset("fashion-mnist", None, progress=False).test.images

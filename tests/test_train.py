@@ -86,3 +86,29 @@ def test_weight_average_is_what_gets_saved(mnist_dir, tmp_path):
     # The average stays close to the weights it averages.
     assert (a["head.weight"] - b["head.weight"]).abs().mean() < a["head.weight"].abs().mean()
     assert read_metrics(averaged)[0]["val_accuracy"] > 0.5  # learnt something (chance: 0.1)
+
+
+def test_not_a_digit_class_is_learned_from_negatives(mnist_dir, mnist, tmp_path):
+    """A small run with --not-a-digit: eleven classes, and unseen non-digits mostly rejected."""
+    from digitos.negatives import NOT_A_DIGIT, held_out_fonts, letters, shapes
+    from digitos.predict import Reader
+
+    lines = []
+    run = fit(small_config(mnist_dir, tmp_path / "run", not_a_digit=True, limit_train=6000,
+                           epochs=3), log=lines.append)
+    assert any("not a digit: 1,500 training and 250 validation images" in line for line in lines)
+    model, ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["classes"] == [*mnist.classes, NOT_A_DIGIT]
+    assert json.loads((run / "config.json").read_text())["train_images"] == 7500
+    reader = Reader(model, ckpt)
+    unseen = torch.cat([letters(100, seed=77, fonts=held_out_fonts()), shapes(100, seed=78)])
+    rejected = sum(r.not_a_digit for r in reader.read_many(unseen)) / len(unseen)
+    digits = reader.read_many(mnist.test.images[:500])
+    kept = sum(not r.not_a_digit for r in digits) / len(digits)
+    assert rejected >= 0.8 and kept >= 0.98, (rejected, kept)
+
+
+def test_not_a_digit_needs_mnist(mnist_dir, tmp_path):
+    with pytest.raises(DigitosError, match="--not-a-digit"):
+        fit(small_config(mnist_dir, tmp_path / "run", not_a_digit=True, dataset="idx"),
+            log=lambda s: None)

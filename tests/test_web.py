@@ -32,12 +32,35 @@ def test_upload_and_data_url_give_the_predict_fields(client, mnist):
     r = client.post("/api/predict", files={"file": ("seven.png", img, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["digit"] == "7" and body["path"] == "seven.png"
+    assert body["digit"] == 7 and body["path"] == "seven.png" and body["number"] == "7"
+    assert body["not_a_digit"] is False and len(body["digits"]) == 1
+    assert len(body["digits"][0]["preprocessed"]) == 784
     assert len(body["probabilities"]) == 10 and 0.5 < body["confidence"] <= 1
     assert len(body["preprocessed"]) == 784 and max(body["preprocessed"]) == 255
     assert len(body["saliency"]) == 784 and max(body["saliency"]) == 1.0
     r2 = client.post("/api/predict", json={"image": data_url(img)})
     assert r2.status_code == 200 and r2.json()["probabilities"] == body["probabilities"]
+
+
+def test_a_number_and_a_non_digit_through_the_api(client, mnist):
+    import numpy as np
+
+    from digitos.drawings import render_number
+    from digitos.negatives import held_out_fonts, letters
+
+    pick = [4, 5, 6]  # 4, 1, 4
+    number = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(),
+                           np.random.default_rng(5), touch=0.0)
+    body = client.post("/api/predict", json={"image": data_url(number.data)}).json()
+    assert body["number"] == "414" and body["digit"] is None
+    assert [d["digit"] for d in body["digits"]] == [4, 1, 4]
+    assert all(len(d["box"]) == 4 and len(d["saliency"]) == 784 for d in body["digits"])
+    # A letter in a font no training saw: a normal 200 answer that says so.
+    letter = Image.fromarray(255 - letters(1, seed=3, fonts=held_out_fonts())[0].numpy())
+    r = client.post("/api/predict", files={"file": ("k.png", png(letter.resize((200, 200))),
+                                                     "image/png")})
+    assert r.status_code == 200
+    assert r.json()["not_a_digit"] is True and r.json()["number"] == ""
 
 
 def test_health_and_docs(client):
@@ -171,6 +194,65 @@ def test_drawing_on_the_page_shows_the_digit_and_its_bars(server, browser, tmp_p
     page.click("[data-lang=es]")
     assert page.locator("#clear").inner_text() == "Borrar"
     page.close()
+
+
+def test_writing_a_two_digit_number_on_the_wide_pad(server, browser, tmp_path):
+    page = browser.new_page(locale="en-US")
+    page.goto(server)
+    page.click("#shape")
+    assert page.locator("#pad").get_attribute("width") == "560"
+    draw(page, [[(120, 40), (120, 240)],  # a '1' on the left
+                [(300, 60), (440, 60), (350, 250)]])  # a '7' on the right
+    page.wait_for_function(SETTLED_ON.format(digit="17"), timeout=15000)
+    page.screenshot(path=str(tmp_path / "seventeen.png"))
+    assert page.locator("#boxes").get_attribute("data-count") == "2"
+    assert page.locator("#digits figure").count() == 2
+    # The boxes are drawn on a layer over the pad: green pixels where the boxes are.
+    green = page.evaluate("""() => {
+        const c = document.getElementById('boxes').getContext('2d');
+        const d = c.getImageData(0, 0, 560, 280).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i + 1] > d[i]) n++;
+        return n; }""")
+    assert green > 500
+    page.close()
+
+
+def test_page_says_plainly_when_it_is_not_a_digit(server, browser):
+    page = browser.new_page(locale="en-US")
+    page.goto(server)
+    # A five-pointed star.
+    draw(page, [[(140, 30), (200, 240), (40, 110), (240, 110), (80, 240), (140, 30)]])
+    page.wait_for_function(SETTLED_ON.format(digit="not a digit"), timeout=15000)
+    assert "not look like a digit" in page.locator("#status").inner_text()
+    page.close()
+
+
+def test_on_a_phone_the_reading_stays_in_view_and_drawing_does_not_scroll(server, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 740}, has_touch=True,
+                                  is_mobile=True, locale="en-US")
+    page = context.new_page()
+    page.goto(server)
+    pad = page.locator("#pad").bounding_box()
+    answer = page.locator("#digit").bounding_box()
+    assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390  # the pad fits the screen
+    assert answer["y"] + answer["height"] <= pad["y"]  # the reading sits above the pad
+    assert pad["y"] + pad["height"] <= 740  # both in view without scrolling
+    assert page.evaluate("getComputedStyle(document.getElementById('pad')).touchAction") == "none"
+    # A finger dragging on the pad: the page does not move.
+    page.evaluate("""() => {
+        const pad = document.getElementById('pad');
+        const r = pad.getBoundingClientRect();
+        const touch = (y) => new Touch({identifier: 1, target: pad, clientX: r.x + 100,
+                                        clientY: r.y + y});
+        const ev = (type, y) => pad.dispatchEvent(new TouchEvent(type, {touches: [touch(y)],
+            changedTouches: [touch(y)], bubbles: true, cancelable: true}));
+        ev('touchstart', 20); ev('touchmove', 200);
+        window.__cancelled = !ev('touchmove', 250);
+    }""")
+    assert page.evaluate("window.__cancelled") is True
+    assert page.evaluate("window.scrollY") == 0
+    context.close()
 
 
 def test_page_speaks_spanish_to_a_spanish_browser(server, browser):

@@ -6,6 +6,12 @@ From a notebook:
     data = digitos.load_dataset("mnist", "path/to/mnist")
     run = digitos.fit(digitos.TrainConfig.from_recipe("default", data_dir="path/to/mnist"))
     model, ckpt = digitos.load_checkpoint(run / "best.pt")
+
+Reading images (drawings, photos of paper, whole numbers; "not a digit" for the rest):
+
+    from digitos.predict import load_reader, read_image
+    result = read_image(load_reader(), "year.jpg")
+    print(result.number, [d.box for d in result.digits], result.not_a_digit)
 """
 
 __version__ = "0.1.0"

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
                    help="named defaults: default (>= 99.5%% in about 3 min on 2 CPU cores), "
-                        "fast (quickest to 99%%), best (most accurate), class (the notebook's)")
+                        "fast (quickest to 99%%), best (most accurate), reader (the shipped "
+                        "model: digits and 'not a digit'), class (the notebook's)")
     p.add_argument("--model", default=None,
                    help=f"a name from `digitos models` (recipe's; default recipe: "
                         f"{DEFAULT['model']})")
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random rotation, scale and shift of each training image "
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
+    p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
+                   help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
+                        "training files, when found), letters and drawn shapes, so that "
+                        "letters, doodles and objects are not read as digits (MNIST only; "
+                        f"default recipe: {'on' if DEFAULT['not_a_digit'] else 'off'})")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay "
                         f"per step, e.g. 0.999; 0 = off (default recipe: {DEFAULT.get('ema', 0)})")
@@ -163,15 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "predict", help="read digits from image files",
-        description="Read the digit in each image (PNG, JPEG, BMP, GIF, WebP; files or "
-                    "folders). Each image is first brought to MNIST's form: ink found, cropped, "
-                    "scaled to 20 px and centred by its centre of mass in 28x28.")
+        "predict", help="read digits and numbers from image files",
+        description="Read every digit in each image (PNG, JPEG, BMP, GIF, WebP, TIFF; files or "
+                    "folders), left to right: a drawing, a scan or a photo of paper, one digit "
+                    "or a whole number. The ink is told from the paper, specks and ruled lines "
+                    "are dropped, touching digits are cut apart, and each digit is brought to "
+                    "MNIST's form (scaled to 20 px, centred by mass in 28x28). An image that "
+                    "holds no digit (a letter, a doodle, an object) reads as 'not a digit'. "
+                    "Plain output: the number, then each digit with its probability; --json: "
+                    "number, digits (digit, confidence, box, probabilities), not_a_digit.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--checkpoint", help="a digitos checkpoint (default: the shipped model)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--save-preprocessed", metavar="DIR",
-                   help="write the 28x28 image the model saw for each file")
+                   help="write the 28x28 image the model saw for each file (NAME.png; for a "
+                        "number, NAME-1.png, NAME-2.png... one per digit)")
     p.add_argument("--unsure-below", type=float, default=None, metavar="P",
                    help="mark readings whose probability is under P as unsure (default: 0.7)")
     p.set_defaults(func=cmd_predict)
@@ -261,7 +273,8 @@ def cmd_train(args) -> int:
         dataset=args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, augment=args.augment, ema=args.ema, split=args.split,
+        label_smoothing=args.label_smoothing, augment=args.augment, not_a_digit=args.not_a_digit,
+        ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,
         overwrite=args.overwrite, channels_last=args.channels_last, compile=args.compile,
@@ -320,14 +333,16 @@ def cmd_evaluate(args) -> int:
     model, meta = _load_for_eval(args)
     device = pick_device(args.device)
     ds = load_dataset(args.dataset, args.data_dir)
-    if meta.get("classes") and len(meta["classes"]) != len(ds.classes):
-        raise DigitosError(f"the model reads {len(meta['classes'])} classes, {ds.name} has "
+    classes = list(meta.get("classes") or ds.classes)
+    # A model with a 'not a digit' class reads the dataset's classes and one more.
+    if classes[: len(ds.classes)] != list(ds.classes) and len(classes) != len(ds.classes):
+        raise DigitosError(f"the model reads {len(classes)} classes, {ds.name} has "
                            f"{len(ds.classes)}")
     splits = make_splits(ds, args.split, args.seed, args.val_size, limit_test=args.limit_test)
     tta = meta.get("tta", False) if args.tta is None else args.tta
     norm = tuple(meta["normalization"])
     model = inference_layout(model.to(device), meta["model"])
-    metrics, logits = evaluate_split(model, splits.test, ds.classes, norm, device, tta=tta)
+    metrics, logits = evaluate_split(model, splits.test, classes, norm, device, tta=tta)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,
                 "checkpoint": args.checkpoint or args.weights}
     if args.out:
@@ -335,21 +350,21 @@ def cmd_evaluate(args) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        plots.confusion_matrix(metrics["confusion"], ds.classes, out / "confusion.png",
+        plots.confusion_matrix(metrics["confusion"], classes, out / "confusion.png",
                                title=f"{meta['model']} on {ds.name} test: "
                                      f"{100 * metrics['accuracy']:.2f}%")
         pred = logits.argmax(1)
         wrong = torch.nonzero(pred != splits.test.labels).flatten()[:100]
         plots.misclassified(splits.test.images[wrong],
-                            [ds.classes[i] for i in splits.test.labels[wrong].tolist()],
-                            [ds.classes[i] for i in pred[wrong].tolist()],
+                            [classes[i] for i in splits.test.labels[wrong].tolist()],
+                            [classes[i] for i in pred[wrong].tolist()],
                             out / "misclassified.png")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if args.json:
         print(json.dumps(metrics))
     else:
         print(f"{meta['model']} on {ds.name} ({'with' if tta else 'no'} test-time augmentation)")
-        print(format_report(metrics, ds.classes))
+        print(format_report(metrics, classes))
         if args.out:
             print(f"\nwrote confusion.png, misclassified.png and metrics.json to {args.out}")
     return 0

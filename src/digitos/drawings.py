@@ -89,3 +89,59 @@ def render_set(images: torch.Tensor, labels: torch.Tensor, seed: int = 0):
     rng = np.random.default_rng(seed)
     for img, label in zip(images, labels.tolist(), strict=True):
         yield render(img, label, rng)
+
+
+@dataclass
+class NumberDrawing:
+    data: bytes  # the saved file
+    format: str
+    number: str  # the digits drawn, left to right
+    touching: bool  # whether any two neighbours touch or overlap
+
+
+def render_number(digits: torch.Tensor, labels: list[int], rng: np.random.Generator,
+                  touch: float = 0.2) -> NumberDrawing:
+    """Several MNIST digits (uint8 (k, 28, 28)) written side by side as one drawing.
+
+    Each digit gets its own size and baseline (handwriting wanders); the gaps vary, and with
+    probability `touch` a neighbour is pushed into its left neighbour until their ink meets.
+    Dark ink on white paper, with paper noise, saved as PNG or JPEG.
+    """
+    height = int(rng.integers(50, 140))  # the digits' height on the canvas, in pixels
+    pieces = []
+    for d in digits:
+        ys, xs = torch.nonzero(d > 40, as_tuple=True)
+        crop = d[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1].float()[None, None] / 255
+        h = max(8, int(height * rng.uniform(0.85, 1.15)))
+        w = max(3, int(round(crop.shape[3] * h / crop.shape[2])))
+        pieces.append(F.interpolate(crop, size=(h, w), mode="bilinear",
+                                    align_corners=False)[0, 0].clamp(0, 1).numpy())
+    margin = height // 2
+    width = margin * 2 + sum(p.shape[1] for p in pieces) + height * len(pieces)
+    canvas = np.zeros((height * 2 + margin * 2, width), dtype=np.float32)
+    x, touching = margin, False
+    for i, p in enumerate(pieces):
+        y = margin + height // 2 + int(rng.normal(0, 0.08 * height)) + (height - p.shape[0]) // 2
+        y = int(np.clip(y, 0, canvas.shape[0] - p.shape[0]))
+        if i and rng.random() < touch:  # slide left until the ink touches its neighbour
+            while x > 0:
+                region = canvas[y: y + p.shape[0], x - 1: x - 1 + p.shape[1]]
+                if (np.minimum(region, p) > 0.3).any():
+                    break
+                x -= 1
+            touching = True
+        region = canvas[y: y + p.shape[0], x: x + p.shape[1]]
+        np.maximum(region, p, out=region)
+        x += p.shape[1] + int(rng.uniform(0.1, 0.6) * height)
+    ys, xs = np.nonzero(canvas > 0)
+    canvas = canvas[: ys.max() + margin, : xs.max() + margin]
+    ink_rgb = np.array(rng.integers(0, 80, 3), dtype=np.float32)
+    paper_rgb = np.array(rng.integers(220, 256, 3), dtype=np.float32)
+    rgb = paper_rgb * (1 - canvas[..., None]) + ink_rgb * canvas[..., None]
+    rgb += rng.normal(0, 3, rgb.shape).astype(np.float32)
+    out = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    fmt = "jpeg" if rng.random() < 0.3 else "png"
+    buf = io.BytesIO()
+    out.save(buf, format="JPEG" if fmt == "jpeg" else "PNG",
+             **({"quality": int(rng.integers(60, 95))} if fmt == "jpeg" else {}))
+    return NumberDrawing(buf.getvalue(), fmt, "".join(str(v) for v in labels), touching)

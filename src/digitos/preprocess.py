@@ -19,18 +19,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DigitosError
+from .ink import INK_LEVEL, ImageError, box_in_input, find_ink, group_ink, whole
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 BOX = 20  # MNIST: the digit's longer side
 FIELD = 28  # MNIST: the image side
 STROKE = 2.0  # pixels: the thinnest stroke, in the 20-px box, that we let a digit have
-INK_LEVEL = 0.5  # a pixel is ink when at least this far from the paper towards the ink
-NOISE_FLOOR = 0.2  # fainter than this (of the ink's full strength) is paper, not ink
-
-
-class ImageError(DigitosError):
-    """An image that cannot be read as a digit; the message says why."""
 
 
 @dataclass
@@ -80,26 +74,6 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     return img
 
 
-def _grey_on_white(img: Image.Image) -> np.ndarray:
-    """float32 greys in [0, 1], transparency composited onto white paper."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(paper, img)
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
-        return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-
-
-def _border(a: np.ndarray) -> np.ndarray:
-    """The outer frame of the image (about 5% on each side, at least one pixel)."""
-    h, w = a.shape
-    t = max(1, round(0.05 * min(h, w)))
-    return np.concatenate([a[:t].ravel(), a[-t:].ravel(), a[:, :t].ravel(), a[:, -t:].ravel()])
-
-
 def _dilate(ink: torch.Tensor, k: int) -> torch.Tensor:
     """Grey dilation by a k x k square (separable max-pooling)."""
     x = ink[None, None]
@@ -117,50 +91,28 @@ def stroke_width(mask: torch.Tensor) -> float:
     return 2.0 * float(m.sum()) / max(boundary, 1.0)
 
 
-def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
-    """Bring a decoded image to MNIST's form (uint8 28x28, ink = 255)."""
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # an animated GIF or WebP: its first frame
-    grey = _grey_on_white(img)
-    # Paper is what fills the border, whatever the mean says (a bold digit can cover most pixels).
-    paper = float(np.median(_border(grey)))
-    polarity = "dark-on-light" if paper >= 0.5 else "light-on-dark"
-    ink = (paper - grey) if polarity == "dark-on-light" else (grey - paper)
-    # The ink's full strength: the brightest 3x3 neighbourhood, so lone noisy pixels don't count.
-    t = torch.from_numpy(np.ascontiguousarray(ink))
-    strength = float(F.avg_pool2d(t[None, None], 3, stride=1, padding=1,
-                                  count_include_pad=False).max())
-    if strength < 0.1:
-        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
-    # Stretch so the ink's full strength is 1; paper noise and JPEG ringing fall below the floor.
-    ink = np.clip(ink / strength, 0.0, 1.0)
-    ink[ink < NOISE_FLOOR] = 0.0
-    t = torch.from_numpy(ink)
+def digit_to_mnist(crop: np.ndarray) -> torch.Tensor:
+    """One digit's ink strengths (float, cropped to its box) -> uint8 28x28 in MNIST's form."""
+    t = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))
     mask = t >= INK_LEVEL
-    if int(mask.sum()) == 0:
-        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
     rows = torch.nonzero(mask.any(1)).flatten()
     cols = torch.nonzero(mask.any(0)).flatten()
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    left, right = int(cols[0]), int(cols[-1]) + 1
-    # Keep the faint anti-aliased rim around the strokes: one pixel more on every side.
-    crop = t[max(top - 1, 0): bottom + 1, max(left - 1, 0): right + 1]
-    side = max(bottom - top, right - left)
+    side = max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) + 1
 
     # A thin pen on a big canvas would shrink to a hairline: thicken it first, so that its
     # strokes come out at least STROKE px wide in the 20-px box.
     scale = BOX / side
-    width = stroke_width(crop >= INK_LEVEL)
+    width = stroke_width(mask)
     if width * scale < STROKE:
         k = int(round(STROKE / scale - width))
         if k >= 1:
             k += 1 - k % 2  # odd, so the dilation stays centred
-            crop = _dilate(crop, k)
+            t = _dilate(t, k)
 
-    h, w = crop.shape
+    h, w = t.shape
     new_h = max(1, round(h * BOX / max(h, w)))
     new_w = max(1, round(w * BOX / max(h, w)))
-    small = F.interpolate(crop[None, None], size=(new_h, new_w), mode="bilinear",
+    small = F.interpolate(t[None, None], size=(new_h, new_w), mode="bilinear",
                           antialias=True, align_corners=False)[0, 0].clamp_(0, 1)
     small = small / small.max().clamp(min=1e-6)
 
@@ -176,8 +128,18 @@ def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
     ox = min(max(ox, 0), FIELD - new_w)
     field = torch.zeros(FIELD, FIELD)
     field[oy: oy + new_h, ox: ox + new_w] = small
-    pixels = (field * 255).round().to(torch.uint8)
-    return Preprocessed(pixels, polarity, (img.width, img.height), (left, top, right, bottom))
+    return (field * 255).round().to(torch.uint8)
+
+
+def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
+    """A decoded image in MNIST's form (uint8 28x28, ink = 255), all its writing as one digit."""
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # an animated GIF or WebP: its first frame
+    found = find_ink(img, name)
+    group = whole(found)
+    pixels = digit_to_mnist(group_ink(found, group))
+    box = tuple(box_in_input(found, group.box))
+    return Preprocessed(pixels, found.polarity, found.size, box)
 
 
 def preprocess_file(source: str | Path | bytes, name: str | None = None) -> Preprocessed:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .checkpoint import make_checkpoint, save_checkpoint, unwrap
-from .datasets import load_dataset, make_splits
+from .datasets import Split, Splits, load_dataset, make_splits
 from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
 from .loader import Augment, Batches
@@ -52,6 +52,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     augment: bool = False
+    not_a_digit: bool = False  # an 11th class learned from negatives.py's images (MNIST only)
     tta: bool = False  # test-time augmentation, recorded in the checkpoint for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     split: str = "holdout"
@@ -198,6 +199,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         raise DigitosError(f"{cfg.model} expects {entry.input_shape[1:]} images, "
                            f"{cfg.dataset} has {tuple(data.train.images.shape[1:])}")
     normalization = entry.normalization
+    if cfg.not_a_digit:
+        splits = add_negatives(splits, cfg, log if main else _quiet)
     classes = splits.classes
 
     torch.manual_seed(cfg.seed)
@@ -309,6 +312,43 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     if world > 1:
         dist.barrier()
     return out
+
+
+NEGATIVE_SHARE = 0.25  # not-a-digit images added, as a share of the digits in train and val
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
+    """Train and validation with not-a-digit images added as an eleventh class; test unchanged.
+
+    Clothes come from Fashion-MNIST's *training* files when they can be found (its test files
+    stay unseen, for measuring); letters, shapes, and pairs of the split's own digits are
+    made here, from the run's seed.
+    """
+    from .negatives import NOT_A_DIGIT, make_negatives
+
+    if cfg.dataset != "mnist":
+        raise DigitosError("--not-a-digit adds non-digits to MNIST; use it with --dataset mnist")
+    try:
+        fashion = load_dataset("fashion-mnist", None, progress=False).train.images
+    except DigitosError:
+        fashion = None
+        log("Fashion-MNIST not found: not-a-digit examples are letters and shapes only")
+    label = len(splits.classes)
+    out = []
+    for part, split in (("train", splits.train), ("val", splits.val)):
+        n = max(1, round(NEGATIVE_SHARE * len(split)))
+        seed = cfg.seed * 2 + (part == "val")
+        # Pairs come from the split's own digits: no validation digit leaks into training.
+        images = make_negatives(n, seed, fashion, split.images)
+        out.append(Split(torch.cat([split.images, images]),
+                         torch.cat([split.labels, torch.full((len(images),), label)])))
+    log(f"not a digit: {len(out[0]) - len(splits.train):,} training and "
+        f"{len(out[1]) - len(splits.val):,} validation images added as class {label}")
+    return Splits(splits.name, (*splits.classes, NOT_A_DIGIT), out[0], out[1], splits.test)
 
 
 class WeightAverage:

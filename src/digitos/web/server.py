@@ -16,8 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..predict import Reader, load_reader, reading_json
-from ..preprocess import ImageError, preprocess_file
+from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
+from ..preprocess import ImageError
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024  # bytes: larger uploads are refused before they are read whole
@@ -88,16 +88,25 @@ def decode_data_url(url: str) -> bytes:
 
 
 def answer(reader: Reader, data: bytes, name: str) -> dict:
-    """Everything the page shows: the reading, the 28x28 the model saw, the saliency map."""
-    pre = preprocess_file(data, name)
-    reading = reader.read(pre.pixels)
-    saliency = reader.saliency(pre.pixels)
-    return reading_json(name, reading) | {
+    """Everything the page shows: the number and each digit with its box, the 28x28 the model
+    saw and the saliency map (for the first digit at the top level, for each in `digits`)."""
+    result = read_image(reader, data, name)
+    out = reading_json(name, result)
+    shown = result.digits or [result.whole]
+    for d, seen in zip(out["digits"], shown, strict=False):
+        d |= _views(reader, seen)
+    first = _views(reader, shown[0])
+    reading = shown[0].reading
+    return out | first | {
         "top": [{"digit": d, "probability": round(p, 6)} for d, p in reading.top(3)],
-        "preprocessed": pre.pixels.flatten().tolist(),
-        "saliency": [round(float(v), 4) for v in saliency.flatten()],
-        "polarity": pre.polarity,
+        "polarity": result.polarity,
+        "size": list(result.size),
     }
+
+
+def _views(reader: Reader, seen: DigitReading) -> dict:
+    return {"preprocessed": seen.pixels.flatten().tolist(),
+            "saliency": [round(float(v), 4) for v in reader.saliency(seen.pixels).flatten()]}
 
 
 def create_app(checkpoint: str | Path | None = None, reader: Reader | None = None) -> FastAPI:

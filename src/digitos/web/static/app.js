@@ -3,25 +3,30 @@
 
 const TEXT = {
   en: {
-    tagline: "Draw a digit and watch the network read it.",
-    clear: "Clear", upload: "Upload an image…",
+    tagline: "Draw a digit or a number and watch the network read it.",
+    clear: "Clear", upload: "Upload an image…", wide: "Wide pad", square: "Square pad",
     hint: "Draw with the mouse, a finger or a pen.",
     empty: "The pad is empty.", reading: "Reading…",
     seen: "What the model saw (28×28)", heat: "Pixels that pushed the reading",
     sure: "probability", unsure: "unsure — could be", error: "Could not read it:",
+    nodigit: "not a digit", nodigitStatus: "That does not look like a digit.",
+    digits: "digits, left to right",
   },
   es: {
-    tagline: "Dibujá un dígito y mirá cómo lo lee la red.",
-    clear: "Borrar", upload: "Subir una imagen…",
+    tagline: "Dibujá un dígito o un número y mirá cómo lo lee la red.",
+    clear: "Borrar", upload: "Subir una imagen…", wide: "Lienzo ancho", square: "Lienzo cuadrado",
     hint: "Dibujá con el mouse, el dedo o un lápiz.",
     empty: "El lienzo está vacío.", reading: "Leyendo…",
     seen: "Lo que vio el modelo (28×28)", heat: "Píxeles que decidieron la lectura",
     sure: "probabilidad", unsure: "no está seguro — podría ser", error: "No se pudo leer:",
+    nodigit: "no es un dígito", nodigitStatus: "Eso no parece un dígito.",
+    digits: "dígitos, de izquierda a derecha",
   },
 };
 
 let lang = (navigator.language || "en").toLowerCase().startsWith("es") ? "es" : "en";
 let last = null; // the last answer, re-shown when the language changes
+let wide = false;
 
 function t(key) { return TEXT[lang][key]; }
 
@@ -30,31 +35,46 @@ function setLanguage(code) {
   document.documentElement.lang = code;
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   document.querySelectorAll("[data-lang]").forEach((b) => b.classList.toggle("active", b.dataset.lang === code));
+  document.getElementById("shape").textContent = t(wide ? "square" : "wide");
   if (last) show(last);
 }
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
+const boxes = document.getElementById("boxes");
 let drawing = false, inked = false, busy = false, dirty = false;
 
 function clearPad() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
   inked = false; last = null;
   document.getElementById("digit").textContent = "–";
   document.getElementById("confidence").textContent = "";
-  document.querySelector(".result").classList.remove("unsure");
+  document.body.classList.remove("unsure", "nodigit");
   setStatus(t("empty"));
   renderBars(null);
+  document.getElementById("digits").innerHTML = "";
   for (const id of ["seen", "heat"]) {
     const c = document.getElementById(id).getContext("2d");
     c.clearRect(0, 0, 28, 28);
   }
 }
 
+// A square pad for one digit, a wide one (twice as wide) for a number.
+function setShape(isWide) {
+  wide = isWide;
+  pad.width = boxes.width = isWide ? 560 : 280;
+  document.body.classList.toggle("wide", isWide);
+  document.getElementById("shape").textContent = t(isWide ? "square" : "wide");
+  clearPad();
+}
+
 function point(e) {
   const r = pad.getBoundingClientRect();
-  return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
+  const border = 2; // the pad's CSS border, outside its drawing area
+  return [(e.clientX - r.left - border) * pad.width / (r.width - 2 * border),
+          (e.clientY - r.top - border) * pad.height / (r.height - 2 * border)];
 }
 
 pad.addEventListener("pointerdown", (e) => {
@@ -68,6 +88,7 @@ pad.addEventListener("pointerdown", (e) => {
 });
 pad.addEventListener("pointermove", (e) => {
   if (!drawing) return;
+  e.preventDefault();
   const [x, y] = point(e);
   ctx.lineTo(x, y); ctx.stroke();
   requestPrediction();
@@ -79,6 +100,9 @@ for (const type of ["pointerup", "pointercancel"]) {
     requestPrediction();
   });
 }
+// Belt and braces for touch browsers that scroll before pointer events say otherwise.
+pad.addEventListener("touchstart", (e) => e.preventDefault(), { passive: false });
+pad.addEventListener("touchmove", (e) => e.preventDefault(), { passive: false });
 
 // At most one request in flight; strokes made meanwhile are sent when it returns.
 function requestPrediction() {
@@ -86,7 +110,7 @@ function requestPrediction() {
   if (busy) { dirty = true; return; }
   busy = true; dirty = false;
   document.body.dataset.state = "reading";
-  send(JSON.stringify({ image: pad.toDataURL("image/png"), name: "canvas" }), "application/json")
+  send(JSON.stringify({ image: pad.toDataURL("image/png"), name: "canvas" }), "application/json", true)
     .finally(() => {
       busy = false;
       if (dirty) requestPrediction();
@@ -94,12 +118,13 @@ function requestPrediction() {
     });
 }
 
-async function send(body, contentType) {
+async function send(body, contentType, fromPad) {
   const headers = contentType ? { "Content-Type": contentType } : {};
   try {
     const res = await fetch("/api/predict", { method: "POST", body, headers });
     const data = await res.json();
     if (!res.ok) throw new Error(data.error || res.statusText);
+    data.fromPad = fromPad;
     last = data;
     show(data);
   } catch (err) {
@@ -114,24 +139,64 @@ function setStatus(text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
+const pct = (p) => `${(100 * p).toFixed(1)}%`;
+
 function show(data) {
-  document.getElementById("digit").textContent = data.digit;
-  const pct = (p) => `${(100 * p).toFixed(1)}%`;
+  const many = data.digits.length > 1;
+  document.body.classList.toggle("nodigit", data.not_a_digit);
+  document.body.classList.toggle("unsure", !data.not_a_digit && data.unsure);
+  document.getElementById("digit").textContent = data.not_a_digit ? t("nodigit") : data.number;
   document.getElementById("confidence").textContent = `${pct(data.confidence)} ${t("sure")}`;
-  document.querySelector(".result").classList.toggle("unsure", data.unsure);
-  if (data.unsure) {
+  if (data.not_a_digit) {
+    setStatus(t("nodigitStatus"));
+  } else if (data.unsure && !many) {
     const others = data.top.slice(1).map((o) => `${o.digit} (${pct(o.probability)})`).join(", ");
     setStatus(`${t("unsure")} ${others}`);
   } else {
-    setStatus("");
+    setStatus(many ? `${data.digits.length} ${t("digits")}` : "");
   }
-  renderBars(data.probabilities, Number(data.digit));
+  renderBars(data.not_a_digit ? null : (data.digits[0] || {}).probabilities,
+             data.digits.length ? data.digits[0].digit : -1);
+  renderDigits(data.digits);
+  drawBoxes(data.fromPad ? data.digits : []);
   paint("seen", data.preprocessed.map((v) => [v, v, v]));
   // Heat map: the 28x28 in grey, the saliency in red on top of it.
   paint("heat", data.saliency.map((s, i) => {
     const g = data.preprocessed[i] * 0.35;
     return [Math.min(255, g + 255 * s), g * (1 - s), g * (1 - s)];
   }));
+}
+
+// A box around each digit read, on a layer over the pad (the drawing itself is untouched).
+function drawBoxes(digits) {
+  const c = boxes.getContext("2d");
+  c.clearRect(0, 0, boxes.width, boxes.height);
+  c.lineWidth = 2; c.strokeStyle = "#1f9d55"; c.fillStyle = "#1f9d55";
+  c.font = "bold 16px system-ui, sans-serif";
+  for (const d of digits) {
+    const [l, tp, r, b] = d.box;
+    c.strokeRect(l - 3, tp - 3, r - l + 6, b - tp + 6);
+    c.fillText(String(d.digit), l - 2, Math.max(14, tp - 6));
+  }
+  boxes.dataset.count = String(digits.length);
+}
+
+function renderDigits(digits) {
+  const box = document.getElementById("digits");
+  box.innerHTML = "";
+  if (digits.length < 2) return;
+  for (const d of digits) {
+    const fig = document.createElement("figure");
+    const cv = document.createElement("canvas");
+    cv.width = cv.height = 28;
+    const img = cv.getContext("2d").createImageData(28, 28);
+    d.preprocessed.forEach((v, i) => { img.data.set([v, v, v, 255], 4 * i); });
+    cv.getContext("2d").putImageData(img, 0, 0);
+    const cap = document.createElement("figcaption");
+    cap.textContent = `${d.digit} · ${pct(d.confidence)}`;
+    fig.append(cv, cap);
+    box.appendChild(fig);
+  }
 }
 
 function paint(id, rgb) {
@@ -155,13 +220,14 @@ function renderBars(probs, top) {
 }
 
 document.getElementById("clear").addEventListener("click", clearPad);
+document.getElementById("shape").addEventListener("click", () => setShape(!wide));
 document.getElementById("file").addEventListener("change", (e) => {
   const file = e.target.files[0];
   if (!file) return;
   const form = new FormData();
   form.append("file", file);
   setStatus(t("reading"));
-  send(form, null);
+  send(form, null, false);
   e.target.value = "";
 });
 document.querySelectorAll("[data-lang]").forEach((b) => b.addEventListener("click", () => setLanguage(b.dataset.lang)));

@@ -1,0 +1,300 @@
+"""Ink on paper: tell it from the paper, drop what is not writing, and group it into digits.
+
+A photo of paper is not a clean drawing: the light is uneven, the paper has texture, the
+camera adds noise, and ruled or squared lines cross the page. So the paper is estimated
+locally (a grey-level closing wider than any pen stroke: what is left when the strokes are
+filled in), ink is what differs from it, and the ink is cut into connected components
+(scipy.ndimage). Specks far from the writing are dropped; pieces that overlap in x (a 5
+whose top bar is detached, a 4 drawn in two strokes, a broken pen line) stay one digit;
+the digits come out left to right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .errors import DigitosError
+
+WORK_SIDE = 1024  # px: a larger image is reduced once, right after decoding, to at most this
+NOISE_FLOOR = 0.2  # fainter than this (of the ink's full strength) is paper, not ink
+INK_LEVEL = 0.5  # a pixel is ink when at least this far from the paper towards the ink
+DUST = 0.03  # a component smaller than this share of the writing's height is dust: dropped
+SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
+NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
+OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
+SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
+
+
+class ImageError(DigitosError):
+    """An image that cannot be read as a digit; the message says why."""
+
+
+@dataclass
+class Ink:
+    """Where the ink is, at the working scale."""
+
+    strength: np.ndarray  # float32 (H, W) in [0, 1]: 0 = paper, 1 = the ink's full strength
+    mask: np.ndarray  # bool (H, W): the pixels that are writing (specks and ruled lines gone)
+    polarity: str  # "dark-on-light" or "light-on-dark": what the input looked like
+    scale: float  # input pixels per working pixel
+    size: tuple[int, int]  # the input's width and height
+
+
+@dataclass
+class Group:
+    """The ink of one digit: a mask at the working scale and its bounding box there."""
+
+    mask: np.ndarray  # bool (H, W), the whole working image, only this digit's pixels set
+    box: tuple[int, int, int, int]  # left, top, right, bottom (exclusive) at the working scale
+
+
+def grey_on_white(img: Image.Image) -> np.ndarray:
+    """float32 greys in [0, 1], transparency composited onto white paper."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, img)
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(img.convert("F"), dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _reduce(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Shrink by a whole factor so the longer side is at most WORK_SIDE (block means)."""
+    h, w = grey.shape
+    f = -(-max(h, w) // WORK_SIDE)  # ceiling division
+    if f <= 1:
+        return grey, 1.0
+    ph, pw = -h % f, -w % f
+    if ph or pw:  # pad with the edge so the last blocks are not darkened or lightened
+        grey = np.pad(grey, ((0, ph), (0, pw)), mode="edge")
+    blocks = grey.reshape(grey.shape[0] // f, f, grey.shape[1] // f, f)
+    return blocks.mean(axis=(1, 3), dtype=np.float32), float(f)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    """The outer frame of the image (about 5% on each side, at least one pixel)."""
+    h, w = a.shape
+    t = max(1, round(0.05 * min(h, w)))
+    return np.concatenate([a[:t].ravel(), a[-t:].ravel(), a[:, :t].ravel(), a[:, -t:].ravel()])
+
+
+def _odd(n: float) -> int:
+    n = max(3, int(round(n)))
+    return n + 1 - n % 2
+
+
+def _paper(grey: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The paper's own grey at every pixel: the strokes filled in by a wide closing."""
+    h, w = grey.shape
+    k = _odd(min(h, w) / 4)  # wider than any pen stroke of a digit that fills the picture
+    # A closing is a max filter then a min filter (for dark ink; the reverse for light ink).
+    # Done on a smaller copy: the paper changes slowly, and the filters cost grow with k.
+    step = max(1, k // 8)
+    small = grey[::step, ::step]
+    ks = _odd(k / step)
+    if dark_ink:
+        paper = ndimage.minimum_filter(ndimage.maximum_filter(small, ks), ks)
+    else:
+        paper = ndimage.maximum_filter(ndimage.minimum_filter(small, ks), ks)
+    paper = ndimage.uniform_filter(paper, ks)
+    if step > 1:
+        zoom = (h / paper.shape[0], w / paper.shape[1])
+        paper = ndimage.zoom(paper, zoom, order=1, mode="nearest", grid_mode=True)[:h, :w]
+    return paper
+
+
+def _ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ruled or squared paper: two or more straight lines across most of the page.
+
+    One long line may be a digit's stroke (the bar of a 7 in a tight crop); paper has many.
+    """
+    h, w = mask.shape
+    lines = np.zeros_like(mask)
+    m = mask.view(np.uint8)
+    for axis, length in ((1, w), (0, h)):
+        size = int(0.6 * length)
+        if size < 16:
+            continue
+        # A binary opening by a straight line, as two running filters (linear time in `size`).
+        found = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, size, axis=axis), size,
+                                         axis=axis).astype(bool)
+        along = found.any(axis=axis)  # rows (or columns) holding such a line
+        _, count = ndimage.label(along)
+        if count >= 2:
+            lines |= found
+    return lines
+
+
+def find_ink(img: Image.Image, name: str = "image") -> Ink:
+    """Ink strength and mask of a decoded image, at a working scale of at most WORK_SIDE px."""
+    grey, scale = _reduce(grey_on_white(img))
+    paper_level = float(np.median(_border(grey)))  # paper fills the border, whatever the mean
+    dark_ink = paper_level >= 0.5
+    paper = _paper(grey, dark_ink)
+    ink = np.clip(paper - grey if dark_ink else grey - paper, 0.0, None)
+    # The ink's full strength: the strongest 3x3 neighbourhood, so lone noisy pixels don't count.
+    strength = float(ndimage.uniform_filter(ink, 3, mode="constant").max()) if ink.size else 0.0
+    if strength < 0.1:
+        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
+    ink = np.clip(ink / strength, 0.0, 1.0)
+    ink[ink < NOISE_FLOOR] = 0.0
+    mask = ink >= INK_LEVEL
+    mask &= ~_ruled_lines(mask)
+    if not mask.any():
+        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
+    polarity = "dark-on-light" if dark_ink else "light-on-dark"
+    return Ink(ink.astype(np.float32), mask, polarity, scale, (img.width, img.height))
+
+
+def _near(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by two pixels: faint ink this close to a stroke belongs to it."""
+    return ndimage.binary_dilation(mask, iterations=2)
+
+
+def _boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of each labelled component, exclusive ends."""
+    return [(s[1].start, s[0].start, s[1].stop, s[0].stop)
+            for s in ndimage.find_objects(labels, count)]
+
+
+def find_groups(ink: Ink) -> list[Group]:
+    """The writing's connected components, specks dropped, grouped into digits, left to right."""
+    # Pieces are joined through their faint anti-aliased rims and one-pixel gaps: a thin pen
+    # breaks apart at the ink threshold, and a digit should not.
+    joined = ndimage.binary_dilation((ink.strength > 0) & _near(ink.mask), iterations=1)
+    labels, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
+    labels[~ink.mask] = 0
+    boxes = _boxes(labels, count)
+    heights = np.array([b[3] - b[1] for b in boxes])
+    extent = np.maximum(heights, [b[2] - b[0] for b in boxes])
+    tall = float(heights.max())
+    big = [i for i in range(count) if extent[i] >= SPECK * tall]
+    # Union-find over the big components: overlapping x-ranges make one digit.
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a_i, a in enumerate(big):
+        for b in big[a_i + 1:]:
+            if _same_digit(boxes[a], boxes[b]):
+                parent[root(b)] = root(a)
+    members: dict[int, list[int]] = {}
+    for i in big:
+        members.setdefault(root(i), []).append(i)
+    groups = [_merge_box([boxes[i] for i in m]) for m in members.values()]
+    roots = list(members)
+    # Specks join the digit they lie on or next to; the rest is dirt.
+    for i in range(count):
+        if extent[i] >= SPECK * tall or extent[i] < DUST * tall:
+            continue
+        cx, cy = (boxes[i][0] + boxes[i][2]) / 2, (boxes[i][1] + boxes[i][3]) / 2
+        for g, (left, top, right, bottom) in enumerate(groups):
+            pad = NEAR * (bottom - top)
+            if left - pad <= cx <= right + pad and top - pad <= cy <= bottom + pad:
+                members[roots[g]].append(i)
+                break
+    out = []
+    for r in roots:
+        keep = np.zeros(count + 1, bool)
+        keep[[i + 1 for i in members[r]]] = True
+        mask = keep[labels]
+        out.append(Group(mask, _merge_box([boxes[i] for i in members[r]])))
+    tallest = max(g.box[3] - g.box[1] for g in out)
+    out = [g for g in out if g.box[3] - g.box[1] >= SMALL_GROUP * tallest]
+    return sorted(out, key=lambda g: (g.box[0] + g.box[2]) / 2)
+
+
+def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two pieces of ink are parts of one digit, judged by their boxes.
+
+    They are when their x-ranges overlap by half the narrower one (a 5's detached bar above
+    its body), or when a much shorter piece stands right beside a taller one (the open top of
+    a 4 drawn apart from its stem). Two digits side by side are about equally tall.
+    """
+    wa, wb = a[2] - a[0], b[2] - b[0]
+    ha, hb = a[3] - a[1], b[3] - b[1]
+    overlap = min(a[2], b[2]) - max(a[0], b[0])
+    if overlap >= OVERLAP * min(wa, wb):
+        return True
+    gap = -overlap
+    rows = min(a[3], b[3]) - max(a[1], b[1])
+    return gap <= 0.1 * max(ha, hb) and rows > 0 and min(ha, hb) < 0.6 * max(ha, hb)
+
+
+def _merge_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def whole(ink: Ink) -> Group:
+    """All the writing as one digit (what reading a single digit uses)."""
+    groups = find_groups(ink)
+    mask = np.zeros_like(ink.mask)
+    for g in groups:
+        mask |= g.mask
+    return Group(mask, _merge_box([g.box for g in groups]))
+
+
+def group_ink(ink: Ink, group: Group) -> np.ndarray:
+    """The ink strengths of one digit, cropped to its box with a one-pixel rim.
+
+    The faint anti-aliased rim around the strokes is kept (the mask grown by two pixels);
+    ink of other digits and dirt inside the box is not.
+    """
+    left, top, right, bottom = group.box
+    h, w = ink.mask.shape
+    y0, y1, x0, x1 = max(top - 1, 0), min(bottom + 1, h), max(left - 1, 0), min(right + 1, w)
+    near = ndimage.binary_dilation(group.mask[y0:y1, x0:x1], iterations=2)
+    return np.where(near, ink.strength[y0:y1, x0:x1], 0.0).astype(np.float32)
+
+
+def columns(group: Group, start: int, stop: int) -> Group | None:
+    """The part of a digit's ink between two columns of the working image (None if empty)."""
+    mask = np.zeros_like(group.mask)
+    mask[:, start:stop] = group.mask[:, start:stop]
+    ys, xs = np.nonzero(mask[:, start:stop])
+    if len(ys) == 0:
+        return None
+    return Group(mask, (start + int(xs.min()), int(ys.min()), start + int(xs.max()) + 1,
+                        int(ys.max()) + 1))
+
+
+def cut_candidates(group: Group, most: int = 10) -> list[int]:
+    """Columns where touching digits may meet: the deepest valleys of the ink's column profile,
+    left to right. None lies within a tenth of the height of either end."""
+    left, top, right, bottom = group.box
+    width, height = right - left, bottom - top
+    profile = group.mask[top:bottom, left:right].sum(axis=0).astype(np.float32)
+    profile = ndimage.uniform_filter1d(profile, max(1, height // 20))
+    edge = max(2, height // 10)
+    if width - 2 * edge < 3:
+        return []
+    inner = profile[edge: width - edge]
+    is_min = np.r_[True, inner[1:-1] <= np.minimum(inner[:-2], inner[2:]), True]
+    apart = max(2, height // 8)
+    picks: list[int] = []
+    for i in np.argsort(inner, kind="stable"):
+        if is_min[i] and all(abs(i - p) >= apart for p in picks):
+            picks.append(int(i))
+            if len(picks) == most:
+                break
+    return sorted(left + edge + p for p in picks)
+
+
+def box_in_input(ink: Ink, box: tuple[int, int, int, int]) -> list[int]:
+    """A box at the working scale as [left, top, right, bottom] in the input's pixels."""
+    w, h = ink.size
+    s = ink.scale
+    return [min(int(box[0] * s), w), min(int(box[1] * s), h),
+            min(int(round(box[2] * s)), w), min(int(round(box[3] * s)), h)]

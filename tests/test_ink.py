@@ -1,0 +1,139 @@
+"""Finding the ink and grouping it into digits: photos, specks, squared paper, numbers."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+from test_preprocess import png
+
+from digitos.drawings import render_number
+from digitos.ink import find_groups, find_ink
+from digitos.predict import read_image
+
+
+def mnist_on_page(digit, size, page, at, ink=30):
+    """Paste an MNIST digit, enlarged to `size` px, as dark ink onto a grey page (in place)."""
+    a = np.asarray(Image.fromarray(digit.numpy()).resize((size, size), Image.BICUBIC),
+                   dtype=np.float32) / 255
+    x, y = at
+    region = page[y:y + size, x:x + size]
+    region[:] = region * (1 - a) + ink * a
+    ys, xs = np.nonzero(a > 0.5)
+    return [x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1]  # the ink's box
+
+
+def photo_page(w=900, h=700, seed=0):
+    """Paper as a phone sees it: light falling off to one corner, texture, sensor noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    light = 235 - 70 * (xx / w) * (yy / h)  # a shadow towards the bottom right
+    return light + rng.normal(0, 4, (h, w))
+
+
+def save(page, fmt="JPEG"):
+    img = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
+    return png(img, fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+
+
+def inside(box, true_box, slack):
+    return all(abs(a - b) <= slack for a, b in zip(box, true_box, strict=True))
+
+
+def test_specks_and_shadow_around_a_photo_digit_are_dropped(mnist, reader):
+    rng = np.random.default_rng(1)
+    right = 0
+    for i in range(10):
+        page = photo_page(seed=i)
+        true_box = mnist_on_page(mnist.test.images[i], 300, page, (300, 180))
+        for _ in range(40):  # dirt: dark dots of 2-5 px all over the page
+            x, y, r = rng.integers(0, 880), rng.integers(0, 680), rng.integers(1, 3)
+            page[y:y + 2 * r, x:x + 2 * r] = rng.uniform(20, 90)
+        result = read_image(reader, save(page), "photo.jpg")
+        assert len(result.digits) == 1, result.number
+        # The box is the digit's, not the specks' spread over the whole page.
+        assert inside(result.digits[0].box, true_box, slack=15)
+        right += result.number == str(int(mnist.test.labels[i]))
+    assert right >= 9
+
+
+def test_a_digit_on_squared_paper_reads_without_the_grid(mnist, reader):
+    right = 0
+    for i in range(10):
+        page = np.full((600, 800), 245.0)
+        for x in range(0, 800, 36):
+            page[:, x:x + 2] = 170  # the squares' lines, fainter than the ink
+        for y in range(0, 600, 36):
+            page[y:y + 2, :] = 170
+        true_box = mnist_on_page(mnist.test.images[20 + i], 280, page, (250, 150))
+        img = Image.fromarray(page.astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.7))
+        result = read_image(reader, png(img), "squared.png")
+        assert len(result.digits) == 1
+        assert inside(result.digits[0].box, true_box, slack=15)
+        right += result.number == str(int(mnist.test.labels[20 + i]))
+    assert right >= 9
+
+
+def test_ruled_lines_are_removed_from_the_ink_mask():
+    page = Image.new("L", (800, 600), 255)
+    draw = ImageDraw.Draw(page)
+    for y in range(60, 600, 60):
+        draw.line([(0, y), (800, y)], fill=110, width=3)
+    draw.line([(400, 100), (400, 500)], fill=0, width=14)  # a '1' across five lines
+    ink = find_ink(page)
+    groups = find_groups(ink)
+    assert len(groups) == 1
+    left, top, right, bottom = groups[0].box
+    assert right - left < 40 and bottom - top > 350
+
+
+def five_with_a_detached_bar() -> Image.Image:
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(150, 70), (270, 70)], fill=0, width=20)  # the top bar, drawn apart
+    draw.line([(150, 105), (140, 190)], fill=0, width=20)
+    draw.arc([(115, 165), (285, 335)], start=-150, end=140, fill=0, width=20)
+    return page
+
+
+def test_a_five_with_a_detached_top_bar_is_one_digit(reader):
+    page = five_with_a_detached_bar()
+    groups = find_groups(find_ink(page))
+    assert len(groups) == 1
+    result = read_image(reader, png(page), "five.png")
+    assert result.number == "5"
+
+
+def test_a_four_drawn_in_two_strokes_is_one_digit():
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(180, 60), (110, 230), (290, 230)], fill=0, width=16, joint="curve")
+    draw.line([(240, 150), (240, 350)], fill=0, width=16)  # the stem, crossing the bar
+    draw.line([(320, 40), (320, 40)], fill=0, width=1)
+    assert len(find_groups(find_ink(page))) == 1
+
+
+def test_digits_written_above_and_below_each_other_come_out_in_reading_order(mnist, reader):
+    page = np.full((500, 900), 250.0)
+    labels = []
+    for k, (i, y) in enumerate([(0, 60), (1, 220), (2, 90), (3, 180)]):
+        mnist_on_page(mnist.test.images[i], 200, page, (30 + 210 * k, y))
+        labels.append(str(int(mnist.test.labels[i])))
+    result = read_image(reader, save(page, "PNG"), "wavy.png")
+    assert result.number == "".join(labels)
+    lefts = [d.box[0] for d in result.digits]
+    assert lefts == sorted(lefts)
+
+
+@pytest.mark.parametrize("touch", [0.0, 1.0])
+def test_numbers_of_mnist_test_digits_read_whole(mnist, reader, touch):
+    """Numbers of 2-4 test digits, apart or with every neighbour touching."""
+    rng = np.random.default_rng(7)
+    right, n = 0, 20
+    for _ in range(n):
+        k = int(rng.integers(2, 5))
+        pick = rng.choice(len(mnist.test), size=k, replace=False)
+        drawing = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
+                                touch=touch)
+        assert drawing.touching == (touch == 1.0)
+        result = read_image(reader, drawing.data)
+        right += result.number == drawing.number
+    assert right >= (18 if touch == 0 else 14)
