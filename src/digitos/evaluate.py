@@ -50,6 +50,27 @@ def split_logits(
     return torch.cat(out) if out else torch.zeros(0, 10)
 
 
+NOT_A_DIGIT = "not a digit"  # the eleventh class of a model trained with --not-a-digit
+# "Not a digit" only when the model is this sure of it; otherwise the likeliest digit. Measured
+# on drawings made from MNIST *training* digits and on unseen non-digits: at 0.75 about 0.4% of
+# digits and 2.3% of non-digits change side against 0.5 (see the README).
+NOT_A_DIGIT_FROM = 0.75
+
+
+def read_classes(probabilities: torch.Tensor, classes) -> torch.Tensor:
+    """The class read for each row of probabilities: the likeliest, except that "not a digit"
+    needs at least NOT_A_DIGIT_FROM. Evaluation and reading both decide this way."""
+    pred = probabilities.argmax(1)
+    if NOT_A_DIGIT in classes:
+        other = list(classes).index(NOT_A_DIGIT)
+        doubtful = (pred == other) & (probabilities[:, other] < NOT_A_DIGIT_FROM)
+        if doubtful.any():
+            digits = probabilities.clone()
+            digits[:, other] = -1.0
+            pred = torch.where(doubtful, digits.argmax(1), pred)
+    return pred
+
+
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes) -> dict:
     """Accuracy, mean cross-entropy, per-class precision and recall, confusion matrix.
 
@@ -57,7 +78,7 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes) -> 
     """
     labels = labels.cpu()
     k = len(classes)
-    pred = logits.argmax(1)
+    pred = read_classes(F.softmax(logits.float(), dim=1), classes)
     loss = F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
     confusion = torch.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
     correct = confusion.diag().float()

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import DigitosError
 from .preprocess import digit_to_mnist
 
-NOT_A_DIGIT = "not a digit"
 # Letters and signs unlike any digit (see the module's docstring for those left out).
 GLYPHS = "ACEFHKMNRUVWXcfkmnprsuvwx#%&@*+=?πλΣΩ∞÷αβ"
 
@@ -166,6 +166,25 @@ def shapes(n: int, seed: int = 0) -> torch.Tensor:
         if pixels is not None:
             out.append(pixels)
     return torch.stack(out) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+
+
+def fashion_images(part: str = "train") -> torch.Tensor | None:
+    """Fashion-MNIST's images (`part`: train or test) from where it is installed (Debian's
+    dataset-fashion-mnist) or cached, never downloaded; None when it is nowhere.
+
+    $DIGITOS_DATA_DIR is not looked in: it usually holds MNIST."""
+    from .datasets import default_cache_dir, get_spec, load_dataset
+
+    spec = get_spec("fashion-mnist")
+    for folder in (*spec.default_dirs, default_cache_dir()):
+        if not Path(folder).is_dir():
+            continue
+        try:
+            data = load_dataset("fashion-mnist", folder, download_missing=False, progress=False)
+        except DigitosError:
+            continue
+        return data.train.images if part == "train" else data.test.images
+    return None
 
 
 def clothes(images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
 from .errors import DigitosError
-from .evaluate import model_logits
+from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
     Group,
     Ink,
@@ -27,15 +27,10 @@ from .ink import (
     whole,
 )
 from .loader import inference_layout, to_input, uses_channels_last
-from .negatives import NOT_A_DIGIT
 from .preprocess import ImageError, Preprocessed, digit_to_mnist, open_image, preprocess_file, save_pixels
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
 UNSURE_BELOW = 0.7  # a reading under this probability is reported as unsure
-# "Not a digit" only when the model is this sure of it; otherwise the likeliest digit, unsure.
-# Measured on drawings made from MNIST *training* digits and on unseen non-digits: at 0.75 about
-# 0.3% of digits and 2.5% of non-digits change side (see the README).
-NOT_A_DIGIT_FROM = 0.75
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -91,13 +86,9 @@ class Reader:
     def read_many(self, pixels: torch.Tensor) -> list[Reading]:
         """uint8 (N, 28, 28) images -> a Reading each, in one pass of the model."""
         out = []
-        other = self.classes.index(NOT_A_DIGIT) if NOT_A_DIGIT in self.classes else None
-        for p in self.probabilities(pixels):
-            best = int(p.argmax())
-            if best == other and float(p[other]) < NOT_A_DIGIT_FROM:
-                digits = p.clone()
-                digits[other] = -1.0
-                best = int(digits.argmax())
+        probabilities = self.probabilities(pixels)
+        for p, best in zip(probabilities, read_classes(probabilities, self.classes).tolist(),
+                           strict=True):
             conf = float(p[best])
             out.append(Reading(self.classes[best], conf, [round(float(v), 6) for v in p],
                                conf < self.unsure_below, self.classes))
@@ -134,7 +125,6 @@ def predict_file(reader: Reader, source: str | Path | bytes,
 SPLIT_WIDER_THAN = 0.7  # writing wider than this times its height may be touching digits
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
-WIDE_PENALTY = 0.0  # log-odds against a digit per unit of width beyond its height
 MOST_DIGITS = 12  # a number longer than this is not split further
 
 
@@ -207,7 +197,9 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading) -> list[DigitReading
     height = bottom - top
     if right - left <= SPLIT_WIDER_THAN * height:
         return [piece]
-    edges = [left, *cut_candidates(piece.group), right]
+    # About two candidate cuts per digit the width could hold, ten at most.
+    most = min(10, 1 + math.ceil(2 * (right - left) / height))
+    edges = [left, *cut_candidates(piece.group, most), right]
     spans, groups = [], []
     for i in range(len(edges)):
         for j in range(i + 1, len(edges)):
@@ -221,11 +213,11 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading) -> list[DigitReading
     read[(0, len(edges) - 1)] = piece
 
     def log_p(d: DigitReading) -> float:
-        """How likely this run of columns is one digit: the model's word for it, times a prior
-        that an extra digit costs (EXTRA_DIGIT) and that digits are rarely wider than tall."""
+        """How likely this run of columns is one digit: the model's word for it, times the
+        prior odds of one more digit. (A prior against wide digits was weighed and left out:
+        it cut more single wide 0s and 2s than it saved numbers.)"""
         p = 0.01 if d.not_a_digit else max(d.reading.confidence, 1e-6)
-        aspect = (d.group.box[2] - d.group.box[0]) / max(1, d.group.box[3] - d.group.box[1])
-        return math.log(p) + math.log(EXTRA_DIGIT) - max(0.0, aspect - 1.0) * WIDE_PENALTY
+        return math.log(p) + math.log(EXTRA_DIGIT)
 
     # best[j]: the most probable way to read columns edges[0]..edges[j] as digits.
     best: list[tuple[float, list[DigitReading]]] = [(0.0, [])]

@@ -328,15 +328,15 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     stay unseen, for measuring); letters, shapes, and pairs of the split's own digits are
     made here, from the run's seed.
     """
-    from .negatives import NOT_A_DIGIT, make_negatives
+    from .evaluate import NOT_A_DIGIT
+    from .negatives import fashion_images, make_negatives
 
     if cfg.dataset != "mnist":
         raise DigitosError("--not-a-digit adds non-digits to MNIST; use it with --dataset mnist")
-    try:
-        fashion = load_dataset("fashion-mnist", None, progress=False).train.images
-    except DigitosError:
-        fashion = None
-        log("Fashion-MNIST not found: not-a-digit examples are letters and shapes only")
+    fashion = fashion_images("train")
+    if fashion is None:
+        log("Fashion-MNIST not found (apt-get install dataset-fashion-mnist): not-a-digit "
+            "examples are letters, shapes and pairs of digits only")
     label = len(splits.classes)
     out = []
     for part, split in (("train", splits.train), ("val", splits.val)):

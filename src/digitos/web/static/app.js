@@ -150,7 +150,8 @@ function show(data) {
   if (data.not_a_digit) {
     setStatus(t("nodigitStatus"));
   } else if (data.unsure && !many) {
-    const others = data.top.slice(1).map((o) => `${o.digit} (${pct(o.probability)})`).join(", ");
+    const name = (c) => (c === "not a digit" ? t("nodigit") : c);
+    const others = data.top.slice(1).map((o) => `${name(o.digit)} (${pct(o.probability)})`).join(", ");
     setStatus(`${t("unsure")} ${others}`);
   } else {
     setStatus(many ? `${data.digits.length} ${t("digits")}` : "");
