@@ -222,7 +222,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     per_rank_batch = max(1, cfg.batch_size // world)
     train_batches = Batches(
         splits.train, per_rank_batch, normalization, device, shuffle=True, seed=cfg.seed,
-        augment=Augment() if cfg.augment else None, shard=(rank, world),
+        augment=Augment(keep=0.5 if cfg.not_a_digit else 0.0) if cfg.augment else None, shard=(rank, world),
         channels_last=cfg.channels_last,
     )
     # Weight averaging: validation and checkpoints use the average when there is one.
