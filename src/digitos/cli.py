@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
     p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
-                        "training files, when found), letters and drawn shapes, so that "
+                        "training files, when found), letters, drawn shapes and pairs of digits, so that "
                         "letters, doodles and objects are not read as digits (MNIST only; "
                         f"default recipe: {'on' if DEFAULT['not_a_digit'] else 'off'})")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
@@ -333,9 +333,11 @@ def cmd_evaluate(args) -> int:
     model, meta = _load_for_eval(args)
     device = pick_device(args.device)
     ds = load_dataset(args.dataset, args.data_dir)
+    from .evaluate import NOT_A_DIGIT
+
     classes = list(meta.get("classes") or ds.classes)
     # A model with a 'not a digit' class reads the dataset's classes and one more.
-    if classes[: len(ds.classes)] != list(ds.classes) and len(classes) != len(ds.classes):
+    if len(classes) != len(ds.classes) and classes != [*ds.classes, NOT_A_DIGIT]:
         raise DigitosError(f"the model reads {len(classes)} classes, {ds.name} has "
                            f"{len(ds.classes)}")
     splits = make_splits(ds, args.split, args.seed, args.val_size, limit_test=args.limit_test)

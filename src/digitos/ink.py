@@ -237,10 +237,9 @@ def _merge_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, i
             max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def whole(ink: Ink) -> Group:
-    """All the writing as one digit (what reading a single digit uses)."""
-    groups = find_groups(ink)
-    mask = np.zeros_like(ink.mask)
+def join(groups: list[Group]) -> Group:
+    """Several digits' ink as one (all the writing, as reading a single digit takes it)."""
+    mask = np.zeros_like(groups[0].mask)
     for g in groups:
         mask |= g.mask
     return Group(mask, _merge_box([g.box for g in groups]))

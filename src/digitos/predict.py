@@ -24,7 +24,7 @@ from .ink import (
     find_groups,
     find_ink,
     group_ink,
-    whole,
+    join,
 )
 from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import ImageError, Preprocessed, digit_to_mnist, open_image, preprocess_file, save_pixels
@@ -158,20 +158,21 @@ class ImageReading:
 def read_image(reader: Reader, source: str | Path | bytes, name: str | None = None) -> ImageReading:
     """Read every digit in an image, left to right, splitting touching digits."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    img = open_image(source, label)
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # an animated GIF or WebP: its first frame
-    ink = find_ink(img, label)
-    pieces = _read_groups(reader, ink, find_groups(ink))
-    pieces = [d for p in pieces for d in _segment(reader, ink, p)]
-    everything = _read_groups(reader, ink, [whole(ink)])[0]
-    digits = [p for p in pieces if not p.not_a_digit]
-    # Most of the writing is not digits (a word, a doodle in pieces): the image is not a number.
-    not_digit = len(digits) * 2 <= len(pieces) if len(pieces) > 1 else everything.not_a_digit
+    ink = find_ink(open_image(source, label), label)
+    groups = find_groups(ink)
+    first = _read_groups(reader, ink, groups)
+    pieces = [d for p in first for d in _segment(reader, ink, p)]
+    # All the writing read as one: one group is already that; several are read joined.
+    everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
     if len(pieces) == 1:
-        digits = [] if everything.not_a_digit else [everything]
-    if not_digit:
-        digits = []
+        not_digit = everything.not_a_digit
+        digits = [] if not_digit else [everything]
+    else:
+        digits = [p for p in pieces if not p.not_a_digit]
+        # Most of the writing is not digits (a word, a doodle in pieces): not a number.
+        not_digit = len(digits) * 2 <= len(pieces)
+        if not_digit:
+            digits = []
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .ink import INK_LEVEL, ImageError, box_in_input, find_ink, group_ink, whole
+from .ink import INK_LEVEL, ImageError, box_in_input, find_groups, find_ink, group_ink, join
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 BOX = 20  # MNIST: the digit's longer side
@@ -71,6 +71,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF
     except Exception:  # a broken EXIF block should not cost the reading
         pass
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # an animated GIF or WebP: its first frame
     return img
 
 
@@ -133,10 +135,8 @@ def digit_to_mnist(crop: np.ndarray) -> torch.Tensor:
 
 def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
     """A decoded image in MNIST's form (uint8 28x28, ink = 255), all its writing as one digit."""
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # an animated GIF or WebP: its first frame
     found = find_ink(img, name)
-    group = whole(found)
+    group = join(find_groups(found))
     pixels = digit_to_mnist(group_ink(found, group))
     box = tuple(box_in_input(found, group.box))
     return Preprocessed(pixels, found.polarity, found.size, box)

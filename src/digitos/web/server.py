@@ -93,11 +93,11 @@ def answer(reader: Reader, data: bytes, name: str) -> dict:
     result = read_image(reader, data, name)
     out = reading_json(name, result)
     shown = result.digits or [result.whole]
-    for d, seen in zip(out["digits"], shown, strict=False):
-        d |= _views(reader, seen)
-    first = _views(reader, shown[0])
+    views = [_views(reader, seen) for seen in shown]
+    for d, view in zip(out["digits"], views, strict=False):  # no digits: the whole is shown
+        d |= view
     reading = shown[0].reading
-    return out | first | {
+    return out | views[0] | {
         "top": [{"digit": d, "probability": round(p, 6)} for d, p in reading.top(3)],
         "polarity": result.polarity,
         "size": list(result.size),
