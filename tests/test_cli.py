@@ -1,6 +1,8 @@
 """The command line, run as real subprocesses on real MNIST."""
 
 import json
+import subprocess
+import sys
 
 import torch
 from conftest import run_cli
@@ -95,7 +97,9 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     (tmp_path / "junk.pt").write_text("hello")
     assert_clean_failure(run_cli("evaluate", tmp_path / "junk.pt", "--data-dir", mnist_dir),
                          "junk.pt")
-    assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "nothing"),
+    assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "nothing"), "no such folder")
+    (tmp_path / "empty").mkdir()
+    assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "empty"),
                          "missing train-images-idx3-ubyte")
     assert run_cli("train", "--epochs", "0").returncode == 2  # argparse's usage error
 
@@ -148,3 +152,104 @@ def test_best_recipe_carries_test_time_augmentation_to_evaluate_and_predict(mnis
     assert torch.allclose(reader.probabilities(pixels), torch.softmax(averaged.mean(0), 1),
                           atol=1e-5)
     assert not torch.allclose(reader.probabilities(pixels), plain, atol=1e-3)
+
+
+# --- the command line's defects, each fixed (issue 12) -------------------------------------
+
+def test_help_is_quick_because_torch_is_not_imported():
+    code = ("import sys, runpy; sys.argv = ['digitos', '--help']\n"
+            "try:\n    runpy.run_module('digitos', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().endswith("False"), r.stdout
+
+
+def test_usage_errors_are_one_line_with_a_guess():
+    r = run_cli("trian")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "digitos: error: unknown command 'trian'; did you mean train? (see digitos --help)")
+    r = run_cli("train", "--epochs", "x")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("train", "--model", "digitnetz")
+    assert r.returncode == 2 and "did you mean DigitNet?" in r.stderr
+
+
+def test_model_names_match_any_case_and_bad_model_args_say_why(mnist_dir, tmp_path):
+    from digitos.models import get_entry
+
+    assert get_entry("digitnetl").build.__name__ == "DigitNetL"
+    r = run_cli("train", "--data-dir", mnist_dir, "--model-arg", "width=abc", "--out", tmp_path / "w")
+    assert_clean_failure(r, "width must be a number, got 'abc'")
+    assert "converted" not in r.stderr and not (tmp_path / "w").exists()
+
+
+def test_train_help_says_each_default_once_and_describes_every_option():
+    out = run_cli("train", "--help").stdout
+    assert "default: None" not in out and "(default: default)" not in out
+    flat = " ".join(out.split())
+    for words in ("Nesterov", "L2 penalty", "overconfidence", "--resume RUN_DIR"):
+        assert words in flat, words
+
+
+def test_train_config_defaults_are_the_default_recipe():
+    from digitos.train import TrainConfig
+
+    assert TrainConfig() == TrainConfig.from_recipe("default")
+
+
+def test_predict_and_serve_take_a_bare_state_dict_and_predict_takes_no_tta(mnist, tmp_path):
+    import torch
+    from test_preprocess import paper_drawing, png
+
+    from digitos.models import create_model
+
+    torch.save(create_model("NuestraSegundaRed").state_dict(), tmp_path / "model.dth")
+    (tmp_path / "seven.png").write_bytes(png(paper_drawing(mnist.test.images[0], 200)))
+    r = run_cli("predict", tmp_path / "seven.png", "--model", "nuestrasegundared",
+                "--weights", tmp_path / "model.dth", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["probabilities"]) == 10
+    r = run_cli("predict", tmp_path / "seven.png", "--no-tta", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["number"] == "7"
+    r = run_cli("serve", "--weights", tmp_path / "model.dth", "--port", "1")
+    assert_clean_failure(r, "--model")
+
+
+def test_save_preprocessed_keeps_files_of_the_same_name_apart(mnist, tmp_path):
+    from test_preprocess import paper_drawing, png
+
+    for folder, i in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(png(paper_drawing(mnist.test.images[i], 200)))
+    r = run_cli("predict", tmp_path / "a", tmp_path / "b", "--save-preprocessed", tmp_path / "seen")
+    assert r.returncode == 0
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["b_x.png", "x.png"]
+
+
+def test_evaluate_reads_only_the_test_files_from_the_checkpoints_folder(mnist_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in mnist_dir.glob("*-ubyte*"):
+        (data / src.name).symlink_to(src.resolve())
+    r = run_cli("train", "--recipe", "fast", "--data-dir", data, "--limit-train", "2000",
+                "--limit-val", "200", "--out", tmp_path / "run", "--quiet")
+    assert r.returncode == 0 and f"--data-dir {data}" in r.stdout, r.stderr
+    for train_file in data.glob("train-*"):
+        train_file.unlink()  # evaluate must not need them
+    env = {"DIGITOS_DATA_DIR": ""}
+    r = run_cli("evaluate", tmp_path / "run" / "best.pt", "--limit-test", "500", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "test images: 500" in r.stdout
+
+
+def test_package_metadata_and_help_mention_reading_images():
+    from importlib.metadata import metadata
+
+    import digitos
+
+    meta = metadata("digitos")
+    assert meta["Author"] or meta["Author-email"]
+    assert any("Homepage" in url for url in meta.get_all("Project-URL"))
+    assert "Reading images" in digitos.__doc__ and "read_image" in digitos.__doc__
+    assert callable(digitos.load_reader) and "load_reader" in dir(digitos)

@@ -107,7 +107,7 @@ def test_own_idx_set_with_label_out_of_range(tmp_path):
     imgs = torch.randint(0, 256, (20, 8, 8))
     write_set(tmp_path / "ok", imgs, torch.arange(20) % 3, imgs[:5], torch.arange(5) % 3, gz=True)
     ds = load_dataset("idx", tmp_path / "ok")
-    assert ds.classes == ("0", "1", "2") and ds.train.images.shape == (20, 8, 8)
+    assert ds.classes == tuple("0123456789") and ds.train.images.shape == (20, 8, 8)
     write_set(tmp_path / "bad", imgs, torch.arange(20) % 3, imgs[:5], torch.full((5,), 7))
     spec = replace(DATASETS["idx"], classes=("a", "b", "c"))
     DATASETS["tiny"] = spec
@@ -189,6 +189,7 @@ def test_download_from_a_mirror_with_hash_checks(mnist_dir, tmp_path, monkeypatc
         urls = tuple(f"http://127.0.0.1:{s.server_address[1]}/" for s in servers)
         monkeypatch.setitem(DATASETS, "mnist", replace(DATASETS["mnist"], mirrors=urls))
         monkeypatch.delenv("DIGITOS_OFFLINE")
+        (tmp_path / "empty").mkdir()
         ds = load_dataset("mnist", tmp_path / "empty", progress=False)
     finally:
         for s in servers:

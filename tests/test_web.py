@@ -29,7 +29,7 @@ def data_url(data: bytes) -> str:
 
 def test_upload_and_data_url_give_the_predict_fields(client, mnist):
     img = png(paper_drawing(mnist.test.images[0], 220, canvas=(500, 400), at=(200, 100)))
-    r = client.post("/api/predict", files={"file": ("seven.png", img, "image/png")})
+    r = client.post("/api/predict?explain=1", files={"file": ("seven.png", img, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["digit"] == 7 and body["path"] == "seven.png" and body["number"] == "7"
@@ -40,6 +40,7 @@ def test_upload_and_data_url_give_the_predict_fields(client, mnist):
     assert len(body["saliency"]) == 784 and max(body["saliency"]) == 1.0
     r2 = client.post("/api/predict", json={"image": data_url(img)})
     assert r2.status_code == 200 and r2.json()["probabilities"] == body["probabilities"]
+    assert "saliency" not in r2.json()  # the lean answer unless asked to explain
 
 
 def test_a_number_and_a_non_digit_through_the_api(client, mnist):
@@ -51,7 +52,7 @@ def test_a_number_and_a_non_digit_through_the_api(client, mnist):
     pick = [4, 5, 6]  # 4, 1, 4
     number = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(),
                            np.random.default_rng(5), touch=0.0)
-    body = client.post("/api/predict", json={"image": data_url(number.data)}).json()
+    body = client.post("/api/predict?explain=true", json={"image": data_url(number.data)}).json()
     assert body["number"] == "414" and body["digit"] is None
     assert [d["digit"] for d in body["digits"]] == [4, 1, 4]
     assert all(len(d["box"]) == 4 and len(d["saliency"]) == 784 for d in body["digits"])
@@ -272,3 +273,35 @@ def test_serve_on_a_busy_port_fails_in_one_line():
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_correcting_a_drawing_on_the_page_stores_it(browser, tmp_path):
+    from test_store import start_server
+
+    from digitos.store import DrawingStore
+
+    db = tmp_path / "drawings.sqlite3"
+    proc, url = start_server(db, tmp_path)
+    try:
+        page = browser.new_page(locale="en-US")
+        page.goto(url)
+        page.wait_for_selector("#feedback:not([hidden])", timeout=15000)
+        assert "Saving is on" in page.locator(".collecting").inner_text()
+        draw(page, [[(150, 40), (150, 240)]])  # a '1'
+        page.wait_for_function(SETTLED_ON.format(digit="1"), timeout=15000)
+        page.fill("#truth", "7")  # "wrong, it was 7"
+        page.click("#save")
+        page.wait_for_function("document.getElementById('saved').textContent.includes('#')",
+                               timeout=15000)
+        page.click("#right")  # and the same drawing once more, as read
+        page.wait_for_function("document.getElementById('saved').dataset.id === '2'",
+                               timeout=15000)
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    with DrawingStore(db) as store:
+        first, second = store.get(1), store.get(2)
+    assert (first.label, first.reading) == ("7", "1") and second.label == "1"
+    assert first.image.startswith(b"\x89PNG") and first.digits[0]["label"] == "7"
+    assert first.digits[0]["pixels"].shape == (28, 28) and first.model == "DigitNetL"

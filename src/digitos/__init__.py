@@ -16,15 +16,25 @@ Reading images (drawings, photos of paper, whole numbers; "not a digit" for the 
 
 __version__ = "0.1.0"
 
-from .checkpoint import load_checkpoint, load_state_dict_file, save_checkpoint  # noqa: E402
-from .datasets import load_dataset, make_splits, read_idx  # noqa: E402
-from .errors import DigitosError  # noqa: E402
-from .evaluate import evaluate_split, metrics_from_logits  # noqa: E402
-from .models import create_model, list_models  # noqa: E402
-from .train import TrainConfig, fit  # noqa: E402
+# The names below load on first use (PEP 562), so that `digitos --help` does not wait for
+# torch to import.
+_WHERE = {
+    "load_checkpoint": "checkpoint", "load_state_dict_file": "checkpoint",
+    "save_checkpoint": "checkpoint", "load_dataset": "datasets", "make_splits": "datasets",
+    "read_idx": "datasets", "DigitosError": "errors", "evaluate_split": "evaluate",
+    "metrics_from_logits": "evaluate", "create_model": "models", "list_models": "models",
+    "TrainConfig": "train", "fit": "train", "load_reader": "predict", "read_image": "predict",
+}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "DigitosError", "TrainConfig", "create_model", "evaluate_split", "fit", "list_models",
-    "load_checkpoint", "load_dataset", "load_state_dict_file", "make_splits",
-    "metrics_from_logits", "read_idx", "save_checkpoint",
-]
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'digitos' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

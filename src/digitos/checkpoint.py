@@ -6,6 +6,7 @@ temporary file that is renamed into place, so a crash never leaves a broken file
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -89,26 +90,71 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict, loaded safely (weights_only) onto the CPU."""
+    """The checkpoint dict, loaded safely (weights_only) onto the CPU, its contents checked."""
     path = Path(path)
     if not path.is_file():
         raise DigitosError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # a damaged or foreign file can fail in many ways inside torch.load
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DigitosError(f"{path}: not a readable checkpoint ({first})") from None
+    ckpt = _safe_load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DigitosError(
-            f"{path}: not a digitos checkpoint (for a bare state_dict use --model NAME --weights FILE)"
-        )
+        hint = (" (for a bare state_dict use --model NAME --weights FILE)"
+                if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor)
+                                                           for v in ckpt.values()) else "")
+        raise DigitosError(f"{path}: not a digitos checkpoint{hint}")
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise DigitosError(f"{path}: a damaged digitos checkpoint: {problem}")
     return ckpt
+
+
+def _safe_load(path: Path, what: str):
+    """torch.load with weights_only, its warnings and its advice kept out of the user's way:
+    whatever fails inside, the file is simply not what it should be."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:
+        raise DigitosError(f"{path}: not a digitos {what} (not a file that torch.save wrote, "
+                           "or damaged)") from None
+
+
+def checkpoint_problem(ckpt: dict) -> str | None:
+    """What is wrong with a checkpoint dict's contents, or None."""
+    from .models import list_models
+
+    if not isinstance(ckpt.get("model"), str) or ckpt["model"] not in list_models():
+        return f"model {ckpt.get('model')!r} is not a registered model"
+    if not isinstance(ckpt.get("model_args", {}), dict):
+        return "model_args is not a dict"
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        return "no state_dict"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return "the state_dict holds something other than named tensors"
+    norm = ckpt.get("normalization")
+    if (not isinstance(norm, list | tuple) or len(norm) != 2
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in norm) or norm[1] <= 0):
+        return f"normalization {norm!r} is not [mean, std] with std > 0"
+    classes = ckpt.get("classes")
+    if not isinstance(classes, list | tuple) or not classes or not all(isinstance(c, str)
+                                                                      for c in classes):
+        return "classes is not a list of names"
+    return None
 
 
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     model = create_model(ckpt["model"], **ckpt.get("model_args", {}))
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    model.eval()
+    entry = get_entry(ckpt["model"])
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, *entry.input_shape)).shape[-1]
+    if outputs != len(ckpt["classes"]):
+        raise DigitosError(f"the model has {outputs} outputs but the checkpoint names "
+                           f"{len(ckpt['classes'])} classes")
+    return model
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -116,8 +162,11 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = read_checkpoint(path)
     try:
         return model_from_checkpoint(ckpt), ckpt
-    except RuntimeError as e:
-        raise DigitosError(f"{path}: weights do not fit {ckpt['model']}: {e}") from None
+    except (RuntimeError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DigitosError(f"{path}: weights do not fit {ckpt['model']}: {first}") from None
+    except DigitosError as e:
+        raise DigitosError(f"{path}: {e}") from None
 
 
 def load_state_dict_file(path: str | Path, model_name: str) -> tuple[nn.Module, dict]:
@@ -129,10 +178,7 @@ def load_state_dict_file(path: str | Path, model_name: str) -> tuple[nn.Module, 
     entry = get_entry(model_name)
     if not path.is_file():
         raise DigitosError(f"{path}: no such weights file")
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # as above: any failure means the file is not what it should be
-        raise DigitosError(f"{path}: not a readable weights file ({type(e).__name__})") from None
+    state = _safe_load(path, "weights file")
     if isinstance(state, dict) and state.get("format") == FORMAT:
         state = state["state_dict"]
     model = create_model(model_name)

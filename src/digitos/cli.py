@@ -6,7 +6,9 @@ Every DigitosError becomes one line on stderr and exit code 1; never a traceback
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +36,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def _port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1-65535")
     return value
 
 
@@ -69,14 +81,52 @@ def _add_device_arg(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line (and a guess for a mistyped command)."""
+
+    def error(self, message: str):
+        if "invalid choice" in message and "COMMAND" in message or "argument COMMAND" in message:
+            wrong = message.split("'")[1] if "'" in message else ""
+            commands = [c for c in COMMANDS if c]
+            guess = difflib.get_close_matches(wrong, commands, n=1)
+            message = (f"unknown command '{wrong}'" + (f"; did you mean {guess[0]}?" if guess
+                       else f"; choose from {', '.join(commands)}"))
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+COMMANDS = ("data", "models", "train", "status", "evaluate", "predict", "serve", "drawings",
+            "finetune")
+
+
+def _model_name(text: str) -> str:
+    """A registered model's name, matched without regard to case."""
+    from .models import list_models
+
+    names = list_models()
+    for name in names:
+        if name.lower() == text.lower():
+            return name
+    guess = difflib.get_close_matches(text.lower(), [n.lower() for n in names], n=1)
+    hint = f"; did you mean {[n for n in names if n.lower() == guess[0]][0]}?" if guess else ""
+    raise argparse.ArgumentTypeError(f"unknown model '{text}'{hint} (see digitos models)")
+
+
+def _add_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=_model_name,
+                   help="with --weights: the registered model the state_dict is for")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a bare state_dict, e.g. the notebook's checkpoints/model.dth")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="digitos",
         description="Train a neural network to read handwritten digits, measure how good it "
                     "is, and read the digits people draw.",
     )
     parser.add_argument("--version", action="version", version=f"digitos {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=Parser)
 
     p = sub.add_parser("data", help="check a dataset and describe it",
                        description="Read and verify a dataset's IDX files, then print its "
@@ -98,14 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model. Each epoch prints the train loss, validation loss and "
                     "validation accuracy; the run folder gets config.json, metrics.csv, best.pt "
                     "(lowest validation loss), last.pt, loss.png and accuracy.png. A recipe sets "
-                    "the defaults; any option given overrides it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "the defaults; any option given overrides it. A run stopped by Ctrl+C, "
+                    "SIGTERM or a crash continues with --resume RUN_DIR.",
     )
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
                    help="named defaults: default (>= 99.5%% in about 3 min on 2 CPU cores), "
                         "fast (quickest to 99%%), best (most accurate), reader (the shipped "
                         "model: digits and 'not a digit'), class (the notebook's)")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, type=_model_name,
                    help=f"a name from `digitos models` (recipe's; default recipe: "
                         f"{DEFAULT['model']})")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -118,14 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None,
                    help=f"learning rate, the peak with onecycle (default recipe: {DEFAULT['lr']})")
     p.add_argument("--optimizer", default=None, choices=["adam", "adamw", "sgd", "adadelta"],
-                   help=f"(default recipe: {DEFAULT['optimizer']})")
+                   help=f"how the weights follow the gradient: sgd is SGD with Nesterov momentum "
+                        f"0.9; adam and adamw adapt each weight's step (default recipe: "
+                        f"{DEFAULT['optimizer']})")
     p.add_argument("--scheduler", default=None, choices=["none", "step", "onecycle"],
                    help="learning-rate schedule: step multiplies by 0.7 each epoch, onecycle "
                         f"warms up then anneals (default recipe: {DEFAULT['scheduler']})")
     p.add_argument("--weight-decay", type=float, default=None,
-                   help=f"(default recipe: {DEFAULT['weight_decay']})")
+                   help=f"L2 penalty pulling every weight towards 0 a little each step, against "
+                        f"overfitting (default recipe: {DEFAULT['weight_decay']})")
     p.add_argument("--label-smoothing", type=float, default=None,
-                   help=f"(default recipe: {DEFAULT['label_smoothing']})")
+                   help=f"aim the loss at 1 - E for the right class instead of 1, against "
+                        f"overconfidence (default recipe: {DEFAULT['label_smoothing']})")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random rotation, scale and shift of each training image "
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
@@ -142,7 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="run folder (default: runs/DATE-TIME-MODEL)")
     p.add_argument("--overwrite", action="store_true",
-                   help="allow --out to be a folder that already holds a run")
+                   help="let --out be a folder that holds a run: its files are removed first")
+    p.add_argument("--extra", metavar="PATH",
+                   help="mix your own labelled drawings into training: a drawings database "
+                        "(digitos serve --collect) or a folder of <label>/NAME.png")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run from its last.pt (same options; only --device, "
+                        "--data-dir and --quiet may change)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format: faster convolutions on CPUs "
                         "(default recipe: on)")
@@ -151,13 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
+        "status", help="what a run folder holds: finished, resumable or broken",
+        description="Tell a finished run, one that can continue (digitos train --resume) and "
+                    "a broken one apart. Exit 0 when every folder is finished or resumable.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="one JSON object per folder")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
         "evaluate", help="test accuracy, per-class precision/recall, confusion matrix",
         description="Evaluate a checkpoint (or a bare state_dict with --model and --weights) "
                     "on the test images.")
     p.add_argument("checkpoint", nargs="?", help="a digitos checkpoint (best.pt, last.pt)")
-    p.add_argument("--model", help="with --weights: the registered model the state_dict is for")
-    p.add_argument("--weights", metavar="FILE",
-                   help="a bare state_dict, e.g. the notebook's checkpoints/model.dth")
+    _add_weights_args(p)
     _add_data_args(p)
     _add_split_args(p, limits=("test",))
     _add_device_arg(p)
@@ -180,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "number, digits (digit, confidence, box, probabilities), not_a_digit.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--checkpoint", help="a digitos checkpoint (default: the shipped model)")
+    _add_weights_args(p)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation: read each digit in five one-pixel shifts "
+                        "(default: as the checkpoint says; --no-tta is five times less work)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--save-preprocessed", metavar="DIR",
                    help="write the 28x28 image the model saw for each file (NAME.png; for a "
@@ -192,11 +262,64 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="a web page to draw digits on and watch the prediction",
         description="Serve the drawing page and the prediction API (FastAPI + uvicorn).")
     p.add_argument("--checkpoint", help="a digitos checkpoint (default: the shipped model)")
+    _add_weights_args(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind; 0.0.0.0 exposes it to the network "
                         "(default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    p.add_argument("--port", type=_port_number, default=8000, help="1-65535 (default: %(default)s)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="server processes, each with its own copy of the model; one per CPU "
+                        "core or two gives the most requests per second (default: %(default)s)")
+    p.add_argument("--max-in-flight", type=_positive_int, default=64, metavar="N",
+                   help="requests a process reads at once; more get an immediate 503 with "
+                        "Retry-After (default: %(default)s)")
+    p.add_argument("--request-timeout", type=_positive_float, default=30.0, metavar="S",
+                   help="seconds a request may take, upload included; then 503 (default: "
+                        "%(default)s)")
+    p.add_argument("--collect", action="store_true",
+                   help="keep the drawings people mark right or wrong on the page, in --db")
+    p.add_argument("--db", metavar="PATH",
+                   help="the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "drawings", help="the drawings people corrected: list, show, export, import, delete",
+        description="The drawings database that `digitos serve --collect` fills.")
+    p.add_argument("action", choices=["list", "show", "export", "import", "delete"])
+    p.add_argument("args", nargs="*", metavar="ARG",
+                   help="show/delete: drawing ids; export/import: a folder")
+    p.add_argument("--db", metavar="PATH",
+                   help="the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)")
+    p.add_argument("--format", choices=["idx", "png"], default="idx",
+                   help="export: idx writes the 28x28s as the four IDX files (--dataset idx reads "
+                        "them); png writes each original image as <label>/<id>.png "
+                        "(default: %(default)s)")
+    p.add_argument("--checkpoint", help="import: the model that reads the images (default: "
+                                        "the shipped one)")
+    p.add_argument("--json", action="store_true", help="list/show: JSON")
+    p.set_defaults(func=cmd_drawings)
+
+    p = sub.add_parser(
+        "finetune", help="adapt a model to your own drawings in seconds",
+        description="Fine-tune a checkpoint on your own labelled drawings, with MNIST mixed back "
+                    "in so that nothing else is forgotten; writes a run folder (best.pt, "
+                    "metrics.csv, ...) that predict and serve take with --checkpoint.")
+    p.add_argument("checkpoint", help="the checkpoint to start from (e.g. the shipped "
+                                      "src/digitos/weights/digitnet.pt, or a run's best.pt)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", metavar="PATH", help="a drawings database")
+    source.add_argument("--data", metavar="DIR", help="a folder of <label>/NAME.png images")
+    p.add_argument("--out", required=True, metavar="DIR", help="the run folder to write")
+    p.add_argument("--overwrite", action="store_true", help="let --out hold a previous run")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST, mixed back in (default: "
+                                                     "$DIGITOS_DATA_DIR, else the cache)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"(default: {RECIPES['finetune']['epochs']})")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"(default: {RECIPES['finetune']['lr']})")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 
@@ -206,10 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except DigitosError as e:
         print(f"digitos: error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "code", 1)  # a stopped training run: 130 (Ctrl+C) or 143 (SIGTERM)
     except KeyboardInterrupt:
         print("digitos: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `digitos predict ... | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # --- commands ---
@@ -266,10 +392,10 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, fit
+    from .train import TrainConfig, config_for_resume, fit
 
-    cfg = TrainConfig.from_recipe(
-        args.recipe, model=args.model, model_args=_model_args(args.model_arg),
+    options = dict(
+        model=args.model, model_args=_model_args(args.model_arg),
         dataset=args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
@@ -277,19 +403,123 @@ def cmd_train(args) -> int:
         ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,
-        overwrite=args.overwrite, channels_last=args.channels_last, compile=args.compile,
-        progress=not args.quiet,
+        overwrite=args.overwrite or None, channels_last=args.channels_last,
+        compile=args.compile or None, progress=False if args.quiet else None,
+        extra=args.extra,
     )
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise DigitosError("--resume RUN_DIR continues that folder; leave out --out")
+        # Options given again must be the run's; defaults left alone are not "given".
+        given = {k: v for k, v in options.items() if v is not None and v != _PARSER_DEFAULTS.get(k)}
+        cfg = config_for_resume(args.resume, given | ({"recipe": args.recipe}
+                                                      if args.recipe != "default" else {}))
+    else:
+        cfg = TrainConfig.from_recipe(args.recipe, **options)
     import torch.distributed as dist
 
     try:
-        out = fit(cfg)
+        out = fit(cfg, resume=bool(args.resume))
         if not dist.is_initialized() or dist.get_rank() == 0:
-            print(f"run folder: {out}   test it with: digitos evaluate {out / 'best.pt'}")
+            print(f"run folder: {out}   test it with: digitos evaluate {out / 'best.pt'}"
+                  + (f" --data-dir {cfg.data_dir}" if cfg.data_dir else ""))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+# What the train parser fills in when an option is not given (not "given" when resuming).
+_PARSER_DEFAULTS = {"dataset": "mnist", "split": "holdout", "val_size": 5000, "seed": 0,
+                    "device": "auto"}
+
+
+def cmd_finetune(args) -> int:
+    from .checkpoint import read_checkpoint
+    from .evaluate import NOT_A_DIGIT
+    from .train import TrainConfig, fit
+
+    ckpt = read_checkpoint(args.checkpoint)
+    source = args.db or args.data
+    if args.db and not Path(args.db).is_file():
+        raise DigitosError(f"--db {args.db}: no drawings database there")
+    cfg = TrainConfig.from_recipe(
+        "finetune", model=ckpt["model"], model_args=dict(ckpt.get("model_args") or {}),
+        data_dir=args.data_dir, epochs=args.epochs, lr=args.lr, seed=args.seed, out=args.out,
+        overwrite=args.overwrite or None, progress=False if args.quiet else None,
+        tta=bool(ckpt.get("tta")), not_a_digit=NOT_A_DIGIT in ckpt["classes"],
+        extra=str(source), init=str(args.checkpoint))
+    out = fit(cfg)
+    print(f"run folder: {out}   use it: digitos predict --checkpoint {out / 'best.pt'} IMAGE")
+    return 0
+
+
+def cmd_drawings(args) -> int:
+    from .store import DrawingStore, export_idx, export_pngs, import_folder
+
+    if args.action in ("export", "import") and len(args.args) != 1:
+        raise DigitosError(f"drawings {args.action} takes one folder")
+    if args.action in ("show", "delete") and not args.args:
+        raise DigitosError(f"drawings {args.action} takes drawing ids")
+    ids = []
+    if args.action in ("show", "delete"):
+        try:
+            ids = [int(a) for a in args.args]
+        except ValueError:
+            raise DigitosError("drawing ids are whole numbers (see digitos drawings list)") from None
+    with DrawingStore(args.db, create=args.action == "import") as store:
+        if args.action == "list":
+            counts, digits = store.counts(), store.digit_counts()
+            if args.json:
+                print(json.dumps({"db": str(store.path), "drawings": counts, "digits": digits}))
+            else:
+                print(f"{store.path}: {sum(counts.values())} drawings, "
+                      f"{sum(digits.values())} labelled digits")
+                for label, n in counts.items():
+                    print(f"  {label:>12}: {n} drawing{'s' if n != 1 else ''}")
+        elif args.action == "show":
+            for i in ids:
+                d = store.get(i)
+                info = {"id": d.id, "created": d.created, "label": d.label, "reading": d.reading,
+                        "confidence": round(d.confidence, 4), "model": d.model,
+                        "bytes": len(d.image),
+                        "digits": [{k: v for k, v in x.items() if k != "pixels"} for x in d.digits]}
+                print(json.dumps(info) if args.json else
+                      f"#{d.id} {d.created}: labelled {d.label!r}, read {d.reading!r} "
+                      f"({100 * d.confidence:.1f}%) by {d.model}; {len(d.image):,} bytes, "
+                      f"{len(d.digits)} digit(s)")
+        elif args.action == "delete":
+            print(f"deleted {store.delete(ids)} drawing(s)")
+        elif args.action == "export":
+            if args.format == "png":
+                print(f"wrote {export_pngs(store, args.args[0])} images to {args.args[0]}")
+            else:
+                n = export_idx(store, args.args[0])
+                print(f"wrote {n['train']} training and {n['test']} test digits as IDX files to "
+                      f"{args.args[0]}  (read them with --dataset idx --data-dir {args.args[0]})")
+        else:
+            from .predict import load_reader
+
+            stored, problems = import_folder(store, args.args[0], load_reader(args.checkpoint))
+            for p in problems:
+                print(f"digitos: skipped: {p}", file=sys.stderr)
+            print(f"imported {stored} drawing(s) into {store.path}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .train import run_status
+
+    worst = 0
+    for folder in args.run_dirs:
+        status = run_status(folder)
+        if args.json:
+            print(json.dumps({"run": folder, "state": status.state, "epoch": status.epoch,
+                              "epochs": status.epochs, "detail": status.detail}))
+        else:
+            print(status.describe(Path(folder)))
+        worst = max(worst, {"finished": 0, "resumable": 0}.get(status.state, 1))
+    return worst
 
 
 def _model_args(pairs: list[str]) -> dict | None:
@@ -326,25 +556,30 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from .datasets import load_dataset, make_splits
-    from .evaluate import evaluate_split, format_report
+    from .evaluate import NOT_A_DIGIT, evaluate_split, format_report
     from .loader import inference_layout
     from .train import pick_device
 
     model, meta = _load_for_eval(args)
     device = pick_device(args.device)
-    ds = load_dataset(args.dataset, args.data_dir)
-    from .evaluate import NOT_A_DIGIT
+    # Only the test files are read. Without --data-dir, the folder the checkpoint was
+    # trained from, when it is still there.
+    data_dir = args.data_dir or os.environ.get("DIGITOS_DATA_DIR") or _trained_from(meta)
+    ds = load_dataset(args.dataset, data_dir, parts=("test",))
 
     classes = list(meta.get("classes") or ds.classes)
     # A model with a 'not a digit' class reads the dataset's classes and one more.
     if len(classes) != len(ds.classes) and classes != [*ds.classes, NOT_A_DIGIT]:
         raise DigitosError(f"the model reads {len(classes)} classes, {ds.name} has "
                            f"{len(ds.classes)}")
-    splits = make_splits(ds, args.split, args.seed, args.val_size, limit_test=args.limit_test)
+    if args.split == "holdout":  # the test files, whole: the training files are not needed
+        test = ds.test.take(slice(0, args.limit_test))
+    else:
+        test = make_splits(ds, args.split, args.seed, args.val_size, limit_test=args.limit_test).test
     tta = meta.get("tta", False) if args.tta is None else args.tta
     norm = tuple(meta["normalization"])
     model = inference_layout(model.to(device), meta["model"])
-    metrics, logits = evaluate_split(model, splits.test, classes, norm, device, tta=tta)
+    metrics, logits = evaluate_split(model, test, classes, norm, device, tta=tta)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,
                 "checkpoint": args.checkpoint or args.weights}
     if args.out:
@@ -356,9 +591,9 @@ def cmd_evaluate(args) -> int:
                                title=f"{meta['model']} on {ds.name} test: "
                                      f"{100 * metrics['accuracy']:.2f}%")
         pred = logits.argmax(1)
-        wrong = torch.nonzero(pred != splits.test.labels).flatten()[:100]
-        plots.misclassified(splits.test.images[wrong],
-                            [classes[i] for i in splits.test.labels[wrong].tolist()],
+        wrong = torch.nonzero(pred != test.labels).flatten()[:100]
+        plots.misclassified(test.images[wrong],
+                            [classes[i] for i in test.labels[wrong].tolist()],
                             [classes[i] for i in pred[wrong].tolist()],
                             out / "misclassified.png")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -372,6 +607,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _trained_from(meta: dict) -> str | None:
+    """The data folder recorded in a checkpoint, if it still exists."""
+    recorded = (meta.get("config") or {}).get("data_dir")
+    return recorded if recorded and Path(recorded).is_dir() else None
+
+
 def cmd_predict(args) -> int:
     from .predict import run_predict
 
@@ -379,7 +620,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .web.server import serve
+    from .web.server import Limits, serve
 
-    serve(args.checkpoint, host=args.host, port=args.port)
+    limits = Limits(max_in_flight=args.max_in_flight, request_timeout=args.request_timeout)
+    serve(args.checkpoint, host=args.host, port=args.port, workers=args.workers, limits=limits,
+          model=args.model, weights=args.weights, collect=args.collect, db=args.db)
     return 0

@@ -13,10 +13,12 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import DigitosError
+
+if TYPE_CHECKING:
+    import torch
 
 IDX_TYPE_UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
@@ -133,18 +135,37 @@ def default_cache_dir() -> Path:
     return Path(base) / "digitos"
 
 
+MAX_IDX_BYTES = 2**31  # an IDX file's data, at most (MNIST's largest holds 47 MB)
+
+
 def _read_bytes(path: Path) -> bytes:
-    """The file's content, un-gzipped when it is gzip (judged by its first bytes, not its name)."""
+    """The file's content, un-gzipped when it is gzip (judged by its first bytes, not its name).
+
+    Never more than the IDX header declares (plus one byte, to tell a file that is too long):
+    a small gzip of gigabytes of zeros is refused without being inflated.
+    """
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw) if gz else raw
+            try:
+                head = f.read(4)
+                dims_n = head[3] if len(head) == 4 else 0
+                head += f.read(4 * dims_n) if 1 <= dims_n <= 4 else b""
+                size = math.prod(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big")
+                                 for i in range(dims_n)) if len(head) == 4 + 4 * dims_n else 0
+                if size > MAX_IDX_BYTES:
+                    raise DigitosError(f"{path}: its header declares {size:,} bytes of data, "
+                                       f"over the limit of {MAX_IDX_BYTES:,}")
+                return head + f.read(size + 1)
+            except (EOFError, OSError, zlib.error) as e:
+                if not gz:
+                    raise
+                raise DigitosError(f"{path}: broken gzip data ({e}); the file is truncated or "
+                                   "corrupt") from None
     except OSError as e:
         raise DigitosError(f"{path}: cannot read: {e.strerror or e}") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as e:
-        raise DigitosError(f"{path}: broken gzip data ({e}); the file is truncated or corrupt") from None
 
 
 def _known_file(md5: str) -> str | None:
@@ -174,12 +195,12 @@ def read_idx(path: str | Path, ndim: int | None = None, md5: str | None = None) 
         raise DigitosError(f"{path}: truncated inside its header")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims_n)]
     expected = header + math.prod(dims)
-    if len(data) != expected:
+    if len(data) != expected:  # _read_bytes stops one byte past what the header declares
         shape = "x".join(map(str, dims))
         what = "truncated" if len(data) < expected else "too long"
         raise DigitosError(
             f"{path}: {what}: header says {shape} = {expected - header:,} bytes of data, "
-            f"file holds {len(data) - header:,}"
+            + (f"file holds {len(data) - header:,}" if what == "truncated" else "file holds more")
         )
     if md5 is not None:
         got = hashlib.md5(data).hexdigest()
@@ -187,6 +208,8 @@ def read_idx(path: str | Path, ndim: int | None = None, md5: str | None = None) 
             other = _known_file(got)
             hint = f" (it is {other})" if other else " (corrupt, or a different file)"
             raise DigitosError(f"{path}: content md5 {got} is not the known {md5}{hint}")
+    import torch
+
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(dims)
 
 
@@ -208,9 +231,18 @@ def locate_files(spec: DatasetSpec, folder: Path) -> dict[str, Path]:
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """--data-dir, else $DIGITOS_DATA_DIR; a folder that is not there is said so at once."""
+    source = "--data-dir"
     if data_dir is None and os.environ.get("DIGITOS_DATA_DIR"):
-        data_dir = os.environ["DIGITOS_DATA_DIR"]
-    return Path(data_dir).expanduser() if data_dir is not None else None
+        data_dir, source = os.environ["DIGITOS_DATA_DIR"], "DIGITOS_DATA_DIR"
+    if data_dir is None:
+        return None
+    folder = Path(data_dir).expanduser()
+    if not folder.exists():
+        raise DigitosError(f"{source} {folder}: no such folder")
+    if not folder.is_dir():
+        raise DigitosError(f"{source} {folder}: not a folder")
+    return folder
 
 
 class DownloadFailed(Exception):
@@ -256,11 +288,16 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download_missing: bool = True,
     progress: bool = True,
+    parts: tuple[str, ...] = ("train", "test"),
 ) -> Dataset:
     """Read a dataset's four IDX files, verified, from data_dir, known folders or the cache.
 
-    Missing files are downloaded into the cache folder when the network allows it.
+    Missing files are downloaded into the cache folder when the network allows it. With
+    `parts=("test",)` only the test files are needed and read (the train split is empty).
     """
+    import torch
+
+    roles = tuple(r for r in FILE_ROLES if r.split("_")[0] in parts)
     spec = get_spec(name)
     folder = resolve_data_dir(data_dir)
     if spec.name == "idx" and folder is None:
@@ -271,9 +308,9 @@ def load_dataset(
     for place in places:
         for role, path in locate_files(spec, place).items():
             files.setdefault(role, path)
-        if len(files) == len(FILE_ROLES):
+        if all(r in files for r in roles):
             break
-    missing = [r for r in FILE_ROLES if r not in files]
+    missing = [r for r in roles if r not in files]
     if missing and download_missing and spec.mirrors and not os.environ.get("DIGITOS_OFFLINE"):
         try:
             download(spec, missing, cache, progress=progress)
@@ -287,11 +324,14 @@ def load_dataset(
     md5 = spec.md5 or {}
     arrays = {
         role: read_idx(files[role], ndim=3 if role.endswith("images") else 1, md5=md5.get(role))
-        for role in FILE_ROLES
+        for role in roles
     }
-    classes = spec.classes or _classes_from_labels(arrays["train_labels"])
-    splits = {}
-    for part in ("train", "test"):
+    first = roles[1]  # the first labels file read: train's, or test's when only test is read
+    classes = spec.classes or _classes_from_labels(arrays[first], files[first])
+    files = {r: files[r] for r in roles}
+    splits = {part: Split(torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+              for part in ("train", "test")}
+    for part in parts:
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if len(images) != len(labels):
             raise DigitosError(
@@ -307,8 +347,18 @@ def load_dataset(
     return Dataset(spec.name, tuple(classes), splits["train"], splits["test"], files)
 
 
-def _classes_from_labels(labels: torch.Tensor) -> tuple[str, ...]:
-    return tuple(str(i) for i in range(int(labels.max()) + 1))
+def _classes_from_labels(labels: torch.Tensor, path: Path) -> tuple[str, ...]:
+    """Your own IDX files hold digits: labels 0-9, and 10 for "not a digit" (what
+    `digitos drawings export` writes). Any other label is a mistake, said so."""
+    import torch
+
+    bad = torch.nonzero(labels > 10).flatten()
+    if len(bad):
+        where = int(bad[0])
+        raise DigitosError(f"{path}: label {int(labels[where])} (at index {where:,}) is out of "
+                           "range: labels are the digits 0-9, and 10 for 'not a digit'")
+    digits = tuple(str(i) for i in range(10))
+    return (*digits, "not a digit") if len(labels) and int(labels.max()) == 10 else digits
 
 
 def _missing_message(spec, missing, folder, cache, download_error) -> str:
@@ -338,6 +388,8 @@ def make_splits(
     seed: the class notebook's split: all training files to train; the test files split 90/10
     into validation and test.
     """
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     if split == "holdout":
         if not 0 < val_size < len(ds.train):
@@ -364,6 +416,8 @@ def make_splits(
 
 def describe(ds: Dataset) -> dict:
     """Counts per class, shapes and pixel statistics of each file pair."""
+    import torch
+
     out = {"dataset": ds.name, "classes": list(ds.classes), "splits": {}}
     for part, s in (("train", ds.train), ("test", ds.test)):
         pixels = s.images.float().div_(255)
@@ -374,3 +428,15 @@ def describe(ds: Dataset) -> dict:
             "pixel_std": round(pixels.std().item(), 4),
         }
     return out
+
+
+def write_idx(path: str | Path, array) -> None:
+    """Write unsigned bytes (a numpy array or tensor, 1 to 4 dimensions) as one IDX file."""
+    import numpy as np
+
+    data = np.ascontiguousarray(np.asarray(array), dtype=np.uint8)
+    header = bytes([0, 0, IDX_TYPE_UBYTE, data.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in data.shape)
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_bytes(header + data.tobytes())
+    tmp.replace(path)

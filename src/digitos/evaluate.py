@@ -24,8 +24,10 @@ def model_logits(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.
         return model(x)
     # Rolling wraps edge pixels around; MNIST digits keep a blank 4-px border, so nothing moves
     # into view that was not background.
-    views = tta_views(x)
-    return torch.stack([F.log_softmax(model(v), dim=1) for v in views]).mean(0)
+    # All views in one batch: one pass over the model costs far less than five small ones.
+    views = torch.cat(tta_views(x))
+    logits = model(views)
+    return F.log_softmax(logits, dim=1).view(len(views) // len(x), len(x), -1).mean(0)
 
 
 @torch.inference_mode()

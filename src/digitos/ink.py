@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageChops
 from scipy import ndimage
 
 from .errors import DigitosError
@@ -27,6 +29,7 @@ SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
 NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
 OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
+CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
 
 
 class ImageError(DigitosError):
@@ -42,6 +45,7 @@ class Ink:
     polarity: str  # "dark-on-light" or "light-on-dark": what the input looked like
     scale: float  # input pixels per working pixel
     size: tuple[int, int]  # the input's width and height
+    offset: tuple[int, int] = (0, 0)  # where strength[0, 0] lies in the working image (x, y)
 
 
 @dataclass
@@ -52,37 +56,69 @@ class Group:
     box: tuple[int, int, int, int]  # left, top, right, bottom (exclusive) at the working scale
 
 
-def grey_on_white(img: Image.Image) -> np.ndarray:
-    """float32 greys in [0, 1], transparency composited onto white paper."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(paper, img)
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(img.convert("F"), dtype=np.float32)
+def working_grey(img: Image.Image) -> tuple[np.ndarray, float]:
+    """The image as float32 greys in [0, 1] at the working scale, and input pixels per working
+    pixel. Transparency is composited onto white paper. The image is reduced once, by block
+    means in Pillow's C code, so that its longer side is at most WORK_SIDE: the work after
+    this does not depend on the canvas. The input's size is `img.info["digitos_size"]` when
+    decoding already reduced it (a JPEG's draft mode)."""
+    w, h = img.info.get("digitos_size", img.size)
+    f = max(1, -(-max(w, h) // WORK_SIDE))  # ceiling division: the reduction from the input
+    done = max(1, round(w / img.width))  # what decoding already did
+    step = max(1, round(f / done))
+    # Transparent images: composited = grey * a + white * (1 - a) = white - darkness * a, and
+    # block means commute with that, so darkness * a is reduced and turned back afterwards.
+    grey, inverted = _darkness_times_alpha(img), True
+    if grey is None:
+        grey, inverted = _grey(img), False
+    if step > 1:
+        grey = grey.reduce(step)  # a box filter; the last partial blocks are averaged as they are
+    if inverted:
+        grey = ImageChops.invert(grey)
+    arr = np.asarray(grey, dtype=np.float32)
+    if grey.mode == "L":
+        arr = arr / 255.0
+    else:  # 16-bit or float data: stretch its own range
         lo, hi = float(arr.min()), float(arr.max())
-        return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return arr, w / arr.shape[1]
 
 
-def _reduce(grey: np.ndarray) -> tuple[np.ndarray, float]:
-    """Shrink by a whole factor so the longer side is at most WORK_SIDE (block means)."""
-    h, w = grey.shape
-    f = -(-max(h, w) // WORK_SIDE)  # ceiling division
-    if f <= 1:
-        return grey, 1.0
-    ph, pw = -h % f, -w % f
-    if ph or pw:  # pad with the edge so the last blocks are not darkened or lightened
-        grey = np.pad(grey, ((0, ph), (0, pw)), mode="edge")
-    blocks = grey.reshape(grey.shape[0] // f, f, grey.shape[1] // f, f)
-    return blocks.mean(axis=(1, 3), dtype=np.float32), float(f)
+def _darkness_times_alpha(img: Image.Image) -> Image.Image | None:
+    """(255 - grey) * alpha / 255 in "L" for an image with transparency, else None."""
+    mode = img.mode
+    if not (mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)):
+        return None
+    if mode in ("P", "PA", "RGBa", "La"):
+        img = img.convert("LA" if mode == "La" else "RGBA")
+    darkness = ImageChops.invert(img.getchannel("L") if img.mode == "LA" else img.convert("L"))
+    return ImageChops.multiply(darkness, img.getchannel("A"))
+
+
+def _grey(img: Image.Image) -> Image.Image:
+    """One band of brightness at full size ("L", or "I"/"F" for deep images), never a float
+    copy of a big image. Modes Pillow cannot turn into grey are refused."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return img.convert("I")
+    if mode in ("I", "F", "L"):
+        return img
+    if mode == "LAB":
+        return img.getchannel("L")  # lightness
+    if mode == "HSV":
+        return img.getchannel("V")
+    try:
+        return img.convert("L")
+    except (ValueError, OSError):
+        raise ImageError(f"image mode {mode} is not supported") from None
 
 
 def _border(a: np.ndarray) -> np.ndarray:
     """The outer frame of the image (about 5% on each side, at least one pixel)."""
     h, w = a.shape
     t = max(1, round(0.05 * min(h, w)))
-    return np.concatenate([a[:t].ravel(), a[-t:].ravel(), a[:, :t].ravel(), a[:, -t:].ravel()])
+    frame = np.concatenate([a[:t].ravel(), a[-t:].ravel(), a[:, :t].ravel(), a[:, -t:].ravel()])
+    return frame[:: max(1, frame.size // 4096)]  # a few thousand samples tell its median
 
 
 def _odd(n: float) -> int:
@@ -105,9 +141,21 @@ def _paper(grey: np.ndarray, dark_ink: bool) -> np.ndarray:
         paper = ndimage.maximum_filter(ndimage.minimum_filter(small, ks), ks)
     paper = ndimage.uniform_filter(paper, ks)
     if step > 1:
-        zoom = (h / paper.shape[0], w / paper.shape[1])
-        paper = ndimage.zoom(paper, zoom, order=1, mode="nearest", grid_mode=True)[:h, :w]
+        paper = F.interpolate(torch.from_numpy(paper.astype(np.float32))[None, None], size=(h, w),
+                              mode="bilinear", align_corners=False)[0, 0].numpy()
     return paper
+
+
+def _strength(ink: np.ndarray) -> float:
+    """The ink's full strength: its strongest 3x3 neighbourhood, so that lone noisy pixels do
+    not count. Looked for only where the ink is at least a third of its maximum."""
+    peak = float(ink.max()) if ink.size else 0.0
+    if peak <= 0:
+        return 0.0
+    rows = np.nonzero((ink >= peak / 3).any(axis=1))[0]
+    cols = np.nonzero((ink >= peak / 3).any(axis=0))[0]
+    part = ink[max(rows[0] - 1, 0): rows[-1] + 2, max(cols[0] - 1, 0): cols[-1] + 2]
+    return float(ndimage.uniform_filter(part, 3, mode="constant").max())
 
 
 def _ruled_lines(mask: np.ndarray) -> np.ndarray:
@@ -120,8 +168,8 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     m = mask.view(np.uint8)
     for axis, length in ((1, w), (0, h)):
         size = int(0.6 * length)
-        if size < 16:
-            continue
+        if size < 16 or m.sum(axis=axis).max() < size:
+            continue  # too small, or no row (column) holds enough ink for such a line
         # A binary opening by a straight line, as two running filters (linear time in `size`).
         found = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, size, axis=axis), size,
                                          axis=axis).astype(bool)
@@ -134,14 +182,15 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
 
 def find_ink(img: Image.Image, name: str = "image") -> Ink:
     """Ink strength and mask of a decoded image, at a working scale of at most WORK_SIDE px."""
-    grey, scale = _reduce(grey_on_white(img))
+    grey, scale = working_grey(img)
     paper_level = float(np.median(_border(grey)))  # paper fills the border, whatever the mean
     dark_ink = paper_level >= 0.5
     paper = _paper(grey, dark_ink)
     ink = np.clip(paper - grey if dark_ink else grey - paper, 0.0, None)
-    # The ink's full strength: the strongest 3x3 neighbourhood, so lone noisy pixels don't count.
-    strength = float(ndimage.uniform_filter(ink, 3, mode="constant").max()) if ink.size else 0.0
-    if strength < 0.1:
+    strength = _strength(ink)
+    # Block means shrink a thin stroke's contrast as they shrink the noise: the bar for
+    # "there is ink at all" is lowered with them (by less, as camera noise is not white).
+    if strength < 0.1 / scale ** 0.5:
         raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
     ink = np.clip(ink / strength, 0.0, 1.0)
     ink[ink < NOISE_FLOOR] = 0.0
@@ -150,12 +199,26 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     if not mask.any():
         raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
-    return Ink(ink.astype(np.float32), mask, polarity, scale, (img.width, img.height))
+    # Only the writing and a margin around it are kept: what follows costs what the ink costs.
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    m = CROP_MARGIN
+    y0, y1 = max(int(ys[0]) - m, 0), int(ys[-1]) + m + 1
+    x0, x1 = max(int(xs[0]) - m, 0), int(xs[-1]) + m + 1
+    size = tuple(img.info.get("digitos_size", img.size))
+    return Ink(np.ascontiguousarray(ink[y0:y1, x0:x1], dtype=np.float32),
+               np.ascontiguousarray(mask[y0:y1, x0:x1]), polarity, scale, size, (x0, y0))
+
+
+def grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """A binary mask grown by r pixels in every direction (a square; two running maxima)."""
+    m = mask.view(np.uint8)
+    m = ndimage.maximum_filter1d(m, 2 * r + 1, axis=0)
+    return ndimage.maximum_filter1d(m, 2 * r + 1, axis=1).view(bool)
 
 
 def _near(mask: np.ndarray) -> np.ndarray:
     """The mask grown by two pixels: faint ink this close to a stroke belongs to it."""
-    return ndimage.binary_dilation(mask, iterations=2)
+    return grow(mask, 2)
 
 
 def _boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
@@ -168,7 +231,7 @@ def find_groups(ink: Ink) -> list[Group]:
     """The writing's connected components, specks dropped, grouped into digits, left to right."""
     # Pieces are joined through their faint anti-aliased rims and one-pixel gaps: a thin pen
     # breaks apart at the ink threshold, and a digit should not.
-    joined = ndimage.binary_dilation((ink.strength > 0) & _near(ink.mask), iterations=1)
+    joined = grow((ink.strength > 0) & _near(ink.mask), 1)
     labels, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
     labels[~ink.mask] = 0
     boxes = _boxes(labels, count)
@@ -254,7 +317,7 @@ def group_ink(ink: Ink, group: Group) -> np.ndarray:
     left, top, right, bottom = group.box
     h, w = ink.mask.shape
     y0, y1, x0, x1 = max(top - 1, 0), min(bottom + 1, h), max(left - 1, 0), min(right + 1, w)
-    near = ndimage.binary_dilation(group.mask[y0:y1, x0:x1], iterations=2)
+    near = _near(group.mask[y0:y1, x0:x1])
     return np.where(near, ink.strength[y0:y1, x0:x1], 0.0).astype(np.float32)
 
 
@@ -295,5 +358,7 @@ def box_in_input(ink: Ink, box: tuple[int, int, int, int]) -> list[int]:
     """A box at the working scale as [left, top, right, bottom] in the input's pixels."""
     w, h = ink.size
     s = ink.scale
-    return [min(int(box[0] * s), w), min(int(box[1] * s), h),
-            min(int(round(box[2] * s)), w), min(int(round(box[3] * s)), h)]
+    ox, oy = ink.offset
+    left, top, right, bottom = box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy
+    return [min(int(left * s), w), min(int(top * s), h),
+            min(int(round(right * s)), w), min(int(round(bottom * s)), h)]

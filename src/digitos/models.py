@@ -53,6 +53,9 @@ def list_models() -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    """A registered model by name (any case: 'digitnet' is DigitNet)."""
+    if name not in _REGISTRY:
+        name = next((n for n in _REGISTRY if n.lower() == name.lower()), name)
     if name not in _REGISTRY:
         raise DigitosError(f"unknown model '{name}'; choose from {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
@@ -60,11 +63,26 @@ def get_entry(name: str) -> ModelEntry:
 
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name, with its constructor arguments."""
+    import inspect
+
     entry = get_entry(name)
+    params = inspect.signature(entry.build).parameters
+    for key, value in kwargs.items():
+        if key not in params:
+            raise DigitosError(f"model '{entry.build.__name__}' takes no argument '{key}'; it takes: "
+                               + (", ".join(params) or "none"))
+        default = params[key].default
+        # Arguments typed like their defaults: width=abc is refused here, not deep inside.
+        if isinstance(default, bool) and not isinstance(value, bool) or (
+                isinstance(default, int | float) and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, int | float))):
+            kind = "true or false" if isinstance(default, bool) else "a number"
+            raise DigitosError(f"model '{entry.build.__name__}': {key} must be {kind}, got {value!r}")
     try:
         return entry.build(**kwargs)
     except (TypeError, ValueError) as e:
-        raise DigitosError(f"model '{name}': bad arguments {kwargs}: {e}") from None
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise DigitosError(f"model '{name}': bad arguments ({given}): {e}") from None
 
 
 # --- The class's networks, as the notebook wrote them (layer names are the state_dict keys) ---

@@ -100,3 +100,27 @@ def misclassified(images: torch.Tensor, true: list[str], pred: list[str], path: 
         return _save(fig, path)
     return image_grid(images, titles, path, cols=cols,
                       title="Misclassified (true → predicted)")
+
+
+def toy_training(x: torch.Tensor, y: torch.Tensor, before, after, losses: list[float],
+                 path: str | Path) -> Path:
+    """The first network on a 2-D problem: its border before training, after training, and
+    the loss at each step. `before` and `after` are (xs, ys, p) from toy.decision_grid."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (xs, ys, p), title in ((axes[0], before, "Antes de entrenar (pesos al azar)"),
+                                   (axes[1], after, "Después de entrenar")):
+        ax.contourf(xs.numpy(), ys.numpy(), p.numpy(), levels=20, cmap="RdBu_r", alpha=0.6,
+                    vmin=0, vmax=1)
+        ax.contour(xs.numpy(), ys.numpy(), p.numpy(), levels=[0.5], colors="k", linewidths=1.5)
+        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=y.numpy(), cmap="RdBu_r", s=12,
+                   edgecolors="k", linewidths=0.3)
+        ax.set_title(title)
+        ax.set_xlabel("x₁")
+        ax.set_ylabel("x₂")
+    axes[2].plot(range(1, len(losses) + 1), losses)
+    axes[2].set_xlabel("Paso de entrenamiento")
+    axes[2].set_ylabel("Pérdida (entropía cruzada)")
+    axes[2].set_yscale("log")
+    axes[2].set_title("La pérdida en cada paso")
+    axes[2].grid(alpha=0.3)
+    return _save(fig, path)

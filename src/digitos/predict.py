@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_state_dict_file
 from .errors import DigitosError
 from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
@@ -106,13 +106,24 @@ class Reader:
 
 
 def load_reader(checkpoint: str | Path | None = None,
-                unsure_below: float = UNSURE_BELOW) -> Reader:
-    """A Reader from a checkpoint, or from the model shipped with digitos."""
-    path = Path(checkpoint) if checkpoint else SHIPPED_CHECKPOINT
-    if checkpoint is None and not path.is_file():
-        raise DigitosError(f"the shipped model is missing ({path}); pass --checkpoint")
-    model, meta = load_checkpoint(path)
-    return Reader(model, meta, unsure_below)
+                unsure_below: float = UNSURE_BELOW, model: str | None = None,
+                weights: str | Path | None = None, tta: bool | None = None) -> Reader:
+    """A Reader from a checkpoint, a bare state_dict (`model` and `weights`), or the model
+    shipped with digitos. `tta` overrides the checkpoint's test-time augmentation."""
+    if weights is not None or model is not None:
+        if weights is None or model is None:
+            raise DigitosError("--weights FILE needs --model NAME, and --model needs --weights")
+        if checkpoint is not None:
+            raise DigitosError("give either --checkpoint or --model with --weights, not both")
+        net, meta = load_state_dict_file(weights, model)
+    else:
+        path = Path(checkpoint) if checkpoint else SHIPPED_CHECKPOINT
+        if checkpoint is None and not path.is_file():
+            raise DigitosError(f"the shipped model is missing ({path}); pass --checkpoint")
+        net, meta = load_checkpoint(path)
+    if tta is not None:
+        meta = meta | {"tta": tta}
+    return Reader(net, meta, unsure_below)
 
 
 def predict_file(reader: Reader, source: str | Path | bytes,
@@ -197,6 +208,10 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading) -> list[DigitReading
     left, top, right, bottom = piece.group.box
     height = bottom - top
     if right - left <= SPLIT_WIDER_THAN * height:
+        return [piece]
+    if not piece.not_a_digit and piece.reading.confidence >= EXTRA_DIGIT:
+        # No split can win: two pieces score at most EXTRA_DIGIT (both read at 100%) against
+        # the whole's own confidence. Saves reading the candidate pieces.
         return [piece]
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
@@ -293,10 +308,25 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return out
 
 
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """The file's name without suffix, or, when another file had it, its parent folders'
+    names joined in front (b_x), then a count (x.2)."""
+    stem = path.stem
+    parts = list(path.parent.parts)
+    while stem in used and parts:
+        stem = f"{parts.pop()}_{stem}".lstrip("/_")
+    base, n = stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{base}.{n}"
+    used.add(stem)
+    return stem
+
+
 def run_predict(args) -> int:
     """`digitos predict`: read every file; refused ones get a line each; exit 1 if any."""
     unsure = UNSURE_BELOW if args.unsure_below is None else args.unsure_below
-    reader = load_reader(args.checkpoint, unsure)
+    reader = load_reader(args.checkpoint, unsure, args.model, args.weights, args.tta)
     files = expand_paths(args.paths)
     if not files:
         raise DigitosError("no image files found in " + ", ".join(args.paths))
@@ -304,21 +334,26 @@ def run_predict(args) -> int:
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
+    used: set[str] = set()
     for f in files:
         try:
             result = read_image(reader, f)
-        except ImageError as e:
+        except Exception as e:
+            # One file's failure, expected or not, is that file's line: the others are read.
+            message = str(e) if isinstance(e, ImageError) else \
+                f"{f}: unexpected failure ({type(e).__name__}: {e}); please report it"
             failed += 1
             if args.json:
-                print(json.dumps({"path": str(f), "error": str(e)}), flush=True)
-            print(f"digitos: error: {e}", file=sys.stderr, flush=True)
+                print(json.dumps({"path": str(f), "error": message}), flush=True)
+            print(f"digitos: error: {message}", file=sys.stderr, flush=True)
             continue
         if save_dir:
             seen = [d.pixels for d in result.digits] or [result.whole.pixels]
+            stem = _unique_stem(f, used)  # a/x.png and b/x.png must not share x.png
             if len(seen) == 1:
-                save_pixels(seen[0], save_dir / (f.stem + ".png"))
+                save_pixels(seen[0], save_dir / (stem + ".png"))
             for i, pixels in enumerate(seen if len(seen) > 1 else [], 1):
-                save_pixels(pixels, save_dir / f"{f.stem}-{i}.png")
+                save_pixels(pixels, save_dir / f"{stem}-{i}.png")
         if args.json:
             print(json.dumps(reading_json(str(f), result)), flush=True)
         else:

@@ -10,6 +10,9 @@ call `to_mnist`, so they all see the same 28x28.
 from __future__ import annotations
 
 import io
+import os
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
-from .ink import INK_LEVEL, ImageError, box_in_input, find_groups, find_ink, group_ink, join
+from .ink import INK_LEVEL, WORK_SIDE, ImageError, box_in_input, find_groups, find_ink, group_ink, join
 
-MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+MAX_PIXELS = 40_000_000  # pixels decoded, at most (decompression bombs are refused unread)
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a larger file is not a drawing or a photo of one
+MIN_SIDE = 8  # px: narrower than this holds no digit
+MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
+# What the README promises, and nothing else Pillow could open (EPS runs Ghostscript...).
+# MPO is how phones save JPEGs with a depth map.
+FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "TIFF")
+FORMAT_NAMES = "PNG, JPEG, BMP, GIF, WebP or TIFF"
 BOX = 20  # MNIST: the digit's longer side
 FIELD = 28  # MNIST: the image side
 STROKE = 2.0  # pixels: the thinnest stroke, in the 20-px box, that we let a digit have
@@ -35,53 +46,84 @@ class Preprocessed:
     box: tuple[int, int, int, int]  # the ink's bounding box in the input (left, top, right, bottom)
 
 
+def _formats() -> list[str]:
+    Image.init()  # registers every plugin (MPO is not among the ones loaded first)
+    return [f for f in FORMATS if f in Image.OPEN]
+
+
+def read_file(path: str | Path, label: str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES (not a device, pipe or folder)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{label}: is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{label}: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{label}: {st.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ImageError(f"{label}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew while we read it
+        raise ImageError(f"{label}: over the limit of {MAX_FILE_BYTES:,} bytes")
+    return data
+
+
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image, refusing empty, foreign, truncated or huge files."""
+    """Open and decode an image, refusing empty, foreign, truncated, huge or odd-shaped files.
+
+    The work has a ceiling: the size is checked from the header before decoding, and a JPEG
+    is decoded straight at a reduced scale when it is much larger than the working size.
+    The input's own size is then kept in `img.info["digitos_size"]`.
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    if isinstance(source, bytes):
-        data = source
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except IsADirectoryError:
-            raise ImageError(f"{label}: is a folder") from None
-        except OSError as e:
-            raise ImageError(f"{label}: cannot read: {e.strerror or e}") from None
+    data = source if isinstance(source, bytes) else read_file(source, label)
     if not data:
         raise ImageError(f"{label}: empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{label}: {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=_formats())
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
                     f"{label}: {w}x{h} is {w * h:,} pixels, over the limit of {MAX_PIXELS:,}"
                 )
+            if min(w, h) < MIN_SIDE:
+                raise ImageError(f"{label}: {w}x{h} is too small to hold a digit")
+            if max(w, h) > MAX_ASPECT * min(w, h):
+                raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # an animated GIF or WebP: its first frame
+            if img.format in ("JPEG", "MPO") and max(w, h) >= 2 * WORK_SIDE:
+                # Decode straight at 1/2, 1/4 or 1/8, in grey, no smaller than the working size.
+                img.draft("L", (w * WORK_SIDE // max(w, h), h * WORK_SIDE // max(w, h)))
             img.load()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{label}: too many pixels (over {MAX_PIXELS:,})") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image (PNG, JPEG, BMP, GIF or WebP)") from None
-    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{label}: not an image ({FORMAT_NAMES})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         raise ImageError(f"{label}: truncated or damaged image ({e})") from None
     try:
-        img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF
+        orientation = img.getexif().get(0x0112, 1)  # phones store rotation in EXIF
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)  # a copy: only when there is something to turn
     except Exception:  # a broken EXIF block should not cost the reading
-        pass
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # an animated GIF or WebP: its first frame
+        orientation = 1
+    turned = orientation in (5, 6, 7, 8)
+    img.info["digitos_size"] = (h, w) if turned else (w, h)
     return img
 
 
 def _dilate(ink: torch.Tensor, k: int) -> torch.Tensor:
-    """Grey dilation by a k x k square (separable max-pooling)."""
-    x = ink[None, None]
-    x = F.max_pool2d(F.pad(x, (k // 2, k // 2, 0, 0)), (1, k), stride=1)
-    x = F.max_pool2d(F.pad(x, (0, 0, k // 2, k // 2)), (k, 1), stride=1)
-    return x[0, 0]
+    """Grey dilation by a k x k square (two running maxima)."""
+    return torch.from_numpy(ndimage.maximum_filter(ink.numpy(), size=k, mode="constant"))
 
 
 def stroke_width(mask: torch.Tensor) -> float:

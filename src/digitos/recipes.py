@@ -37,6 +37,15 @@ RECIPES: dict[str, dict] = {
         scheduler="onecycle", weight_decay=5e-4, label_smoothing=0.0, augment=True, tta=True,
         channels_last=True, not_a_digit=True,
     ),
+    # Fine-tuning a trained model to a person's own drawings (`digitos finetune`): a few
+    # epochs at a small learning rate over a slice of MNIST, the drawings mixed in (about a
+    # fifth of the images), so that what the model knew is kept. The model and its classes
+    # come from the checkpoint.
+    "finetune": dict(
+        model="DigitNetL", model_args={}, epochs=3, batch_size=64, lr=0.01, optimizer="sgd",
+        scheduler="onecycle", weight_decay=5e-4, label_smoothing=0.0, augment=True, tta=False,
+        channels_last=True, not_a_digit=False, limit_train=4000, limit_val=1000,
+    ),
     # The class notebook's recipe, exactly.
     "class": dict(
         model="NuestraSegundaRed", model_args={}, epochs=5, batch_size=64, lr=0.001,

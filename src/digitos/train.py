@@ -7,11 +7,14 @@ Runs as one process or under `torchrun` (DistributedDataParallel, metrics and fi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -30,8 +33,9 @@ from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
 from .loader import Augment, Batches
 from .models import create_model, get_entry
-from .recipes import get_recipe
+from .recipes import RECIPES, get_recipe
 
+_DEFAULT = RECIPES["default"]
 RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "loss.png", "accuracy.png")
 
 
@@ -39,22 +43,25 @@ RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "loss.png", "ac
 class TrainConfig:
     """Everything a training run depends on; saved as the run folder's config.json."""
 
+    # The training options' defaults are the default recipe's: one source of truth.
     recipe: str = "default"
-    model: str = "DigitNet"
-    model_args: dict = field(default_factory=dict)
+    model: str = _DEFAULT["model"]
+    model_args: dict = field(default_factory=lambda: dict(_DEFAULT["model_args"]))
     dataset: str = "mnist"
     data_dir: str | None = None
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 0.01
-    optimizer: str = "adam"  # adam | adamw | sgd | adadelta
-    scheduler: str = "onecycle"  # none | step | onecycle
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    augment: bool = False
-    not_a_digit: bool = False  # an 11th class learned from negatives.py's images (MNIST only)
-    tta: bool = False  # test-time augmentation, recorded in the checkpoint for evaluate/predict
+    epochs: int = _DEFAULT["epochs"]
+    batch_size: int = _DEFAULT["batch_size"]
+    lr: float = _DEFAULT["lr"]
+    optimizer: str = _DEFAULT["optimizer"]  # adam | adamw | sgd | adadelta
+    scheduler: str = _DEFAULT["scheduler"]  # none | step | onecycle
+    weight_decay: float = _DEFAULT["weight_decay"]
+    label_smoothing: float = _DEFAULT["label_smoothing"]
+    augment: bool = _DEFAULT["augment"]
+    not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
+    tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    extra: str | None = None  # labelled drawings mixed into training: a database or a folder
+    init: str | None = None  # a checkpoint to start from (fine-tuning) instead of random weights
     split: str = "holdout"
     val_size: int = 5000
     seed: int = 0
@@ -64,7 +71,7 @@ class TrainConfig:
     device: str = "auto"
     out: str | None = None
     overwrite: bool = False
-    channels_last: bool = False
+    channels_last: bool = _DEFAULT["channels_last"]
     compile: bool = False
     progress: bool = True
 
@@ -121,8 +128,12 @@ def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
     if cfg.scheduler == "step":  # pytorch/examples' mnist: lr x 0.7 after each epoch
         return torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7), False
     if cfg.scheduler == "onecycle":
+        total = cfg.epochs * steps_per_epoch
+        if total < 4:  # too few steps to warm up and anneal: a constant rate
+            return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0), True
+        # A quarter of the steps warming up, and never fewer than two (OneCycleLR needs them).
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
+            opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.25, 2.0 / total)
         ), True
     raise DigitosError(f"unknown scheduler '{cfg.scheduler}'; choose none, step or onecycle")
 
@@ -145,20 +156,87 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}"
 
 
-def check_run_dir(out: Path, overwrite: bool, create: bool = True) -> None:
-    """Refuse to write over a previous run's files unless told to; make sure we can write."""
+class TrainingInterrupted(DigitosError):
+    """Ctrl+C or SIGTERM: the run stopped between two consistent states; `code` is the exit."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class RunStatus:
+    """What a run folder holds: finished, resumable (stopped or killed after an epoch), or
+    broken (no usable last.pt)."""
+
+    state: str  # "finished" | "resumable" | "broken" | "empty"
+    epoch: int = 0  # the last epoch whose state is saved
+    epochs: int = 0  # the epochs the run was asked for
+    detail: str = ""
+
+    def describe(self, out: Path) -> str:
+        if self.state == "finished":
+            return f"{out}: a finished run ({self.epochs} epochs)"
+        if self.state == "resumable":
+            return (f"{out}: a run stopped after epoch {self.epoch} of {self.epochs}; "
+                    f"continue it with: digitos train --resume {out}")
+        if self.state == "broken":
+            return f"{out}: a run that cannot be resumed ({self.detail})"
+        return f"{out}: no run"
+
+
+def run_status(out: str | Path) -> RunStatus:
+    """Tell a finished, a resumable and a broken run apart, from config.json and last.pt."""
+    out = Path(out)
+    if not (out / "config.json").exists() and not (out / "last.pt").exists():
+        return RunStatus("empty")
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return RunStatus("broken", detail="config.json is missing or damaged")
+    epochs = int(config.get("epochs", 0))
+    if not (out / "last.pt").exists():
+        return RunStatus("broken", 0, epochs, "it stopped before its first epoch ended")
+    try:
+        last = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+        epoch = int(last["epoch"])
+    except Exception:  # any damage: the file is not what resuming needs
+        return RunStatus("broken", 0, epochs, "last.pt cannot be read")
+    if config.get("status") == "finished" or epoch >= epochs:
+        return RunStatus("finished", epoch, epochs)
+    if not isinstance(last.get("resume"), dict):
+        return RunStatus("broken", epoch, epochs, "last.pt holds no training state (an older "
+                                                  "digitos wrote it)")
+    return RunStatus("resumable", epoch, epochs)
+
+
+def check_run_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to write over a previous run's files unless told to; say what is there."""
     if out.exists() and not out.is_dir():
         raise DigitosError(f"--out {out}: exists and is not a folder")
     existing = [f for f in RUN_FILES if (out / f).exists()]
+    if existing == ["config.json"] and not (out / "last.pt").exists():
+        return  # a run stopped before its first epoch ended: nothing in it to lose
     if existing and not overwrite:
-        raise DigitosError(
-            f"--out {out}: already holds a run ({', '.join(existing)}); "
-            "choose another folder or pass --overwrite"
-        )
-    if not create:
-        return
+        status = run_status(out)
+        hint = ("choose another folder, or pass --overwrite to start it again" +
+                (f", or continue it: digitos train --resume {out}"
+                 if status.state == "resumable" else ""))
+        raise DigitosError(f"--out {out}: already holds a run: {status.describe(out)}; {hint}"
+                           if status.state != "empty" else
+                           f"--out {out}: already holds a run ({', '.join(existing)}); {hint}")
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> None:
+    """Create the folder (or empty an old run's files from it with --overwrite) and clear
+    the temporary files a killed run may have left."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        for tmp in out.glob(".*.tmp*"):  # .last.pt.*.tmp, .metrics.csv.tmp, .loss.png.tmp.png
+            tmp.unlink(missing_ok=True)
         probe = out / ".digitos-write-test"
         probe.write_text("")
         probe.unlink()
@@ -166,33 +244,81 @@ def check_run_dir(out: Path, overwrite: bool, create: bool = True) -> None:
         raise DigitosError(f"--out {out}: cannot write there ({e.strerror or e})") from None
 
 
+def _write_config(out: Path, config: dict, status: str) -> None:
+    tmp = out / ".config.json.tmp"
+    tmp.write_text(json.dumps(config | {"status": status}, indent=2) + "\n")
+    tmp.replace(out / "config.json")
+
+
+# Options that may differ when a run is resumed: where it runs and how it reports.
+RESUMABLE_CHANGES = {"device", "progress", "out", "overwrite", "data_dir", "compile"}
+
+
+def config_for_resume(run_dir: str | Path, changes: dict) -> TrainConfig:
+    """The saved run's TrainConfig; options given again must agree with it."""
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    if status.state == "empty":
+        raise DigitosError(f"--resume {run_dir}: no run there")
+    if status.state == "broken":
+        raise DigitosError(f"--resume {status.describe(run_dir)}; start it again with "
+                           f"--out {run_dir} --overwrite")
+    saved = json.loads((run_dir / "config.json").read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    differ = sorted(k for k, v in changes.items()
+                    if k not in RESUMABLE_CHANGES and v is not None and v != saved.get(k))
+    if differ:
+        raise DigitosError(f"--resume {run_dir}: the run was started with other options: "
+                           + ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} (now "
+                                       f"{changes[k]!r})" for k in differ))
+    for k in ("device", "progress", "data_dir", "compile"):
+        if changes.get(k) is not None:
+            setattr(cfg, k, changes[k])
+    cfg.out, cfg.overwrite = str(run_dir), False
+    return cfg
+
+
 EpochCallback = Callable[[int, nn.Module, dict], bool]
 
 
 def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
-        on_epoch_end: EpochCallback | None = None) -> Path:
-    """Train as `cfg` says; returns the run folder. `on_epoch_end` may return True to stop."""
+        on_epoch_end: EpochCallback | None = None, resume: bool = False) -> Path:
+    """Train as `cfg` says; returns the run folder. `on_epoch_end` may return True to stop.
+
+    With `resume`, continue the run in `cfg.out` from its last.pt: weights, optimiser,
+    scheduler, random generators, epoch and best validation loss, so that on the CPU the
+    result is the same as if it had never stopped.
+    """
     rank, world, local_rank = _distributed()
     main = rank == 0
     device = pick_device(cfg.device, local_rank)
     entry = get_entry(cfg.model)
     if not entry.takes_images:
         raise DigitosError(
-            f"{cfg.model} takes {entry.input_shape[0]} numbers, not images: "
-            "it is the class's first toy network; train an image model instead"
+            f"{cfg.model} takes {entry.input_shape[0]} numbers, not images: it is the class's "
+            "first network; notebooks/clase6.ipynb trains it on points in the plane "
+            "(digitos.toy.train_toy). For digits, train an image model (digitos models)"
         )
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise DigitosError("--epochs and --batch-size must be at least 1, --lr above 0")
     create_model(cfg.model, **cfg.model_args)  # bad constructor arguments fail here, not later
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(out)
-    # Before any slow work, so bad input harms nothing. Every rank checks the same folder and
-    # fails the same way; only rank 0 creates it, after all have looked.
-    check_run_dir(out, cfg.overwrite, create=main)
-    if world > 1:
-        dist.barrier()
+    # Before any slow work, so bad input harms nothing; every rank fails the same way.
+    if resume:
+        state = run_status(out)
+        if state.state == "finished":
+            log(f"{state.describe(out)}: nothing to resume")
+            return out
+        if state.state != "resumable":
+            raise DigitosError(f"--resume {state.describe(out)}")
+    else:
+        check_run_dir(out, cfg.overwrite)
 
     data = load_dataset(cfg.dataset, cfg.data_dir, progress=cfg.progress and main)
+    if cfg.data_dir is None:  # recorded, so that evaluate finds the data again
+        cfg.data_dir = str(Path(data.files["train_images"]).parent)
     splits = make_splits(data, cfg.split, cfg.seed, cfg.val_size,
                          cfg.limit_train, cfg.limit_val, cfg.limit_test)
     if entry.input_shape[1:] != tuple(data.train.images.shape[1:]):
@@ -201,13 +327,23 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     normalization = entry.normalization
     if cfg.not_a_digit:
         splits = add_negatives(splits, cfg, log if main else _quiet)
+    if cfg.extra:
+        splits = add_extra(splits, cfg.extra, log if main else _quiet)
     classes = splits.classes
+    # Data and options are good: only now does the run folder appear (rank 0 makes it).
+    if main:
+        prepare_run_dir(out, cfg.overwrite and not resume)
+    if world > 1:
+        dist.barrier()
 
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
     if len(classes) != 10 and "num_classes" in _init_args(entry.build):
         model_args["num_classes"] = len(classes)
-    model = create_model(cfg.model, **model_args).to(device)
+    model = create_model(cfg.model, **model_args)
+    if cfg.init:
+        start_from(model, cfg.init, classes)
+    model = model.to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     torch.manual_seed(cfg.seed + rank)  # augmentation and dropout differ between ranks
@@ -234,84 +370,210 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
 
     meta = dict(model_name=cfg.model, model_args=model_args, normalization=normalization,
                 classes=classes, dataset=cfg.dataset, tta=cfg.tta)
-    if main:
-        config = asdict(cfg) | {
-            "resolved_device": str(device), "world_size": world, "digitos_version": __version__,
-            "torch_version": torch.__version__, "train_images": len(splits.train),
-            "val_images": len(splits.val), "test_images": len(splits.test),
-        }
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        log(f"training {cfg.model} on {len(splits.train):,} {data.name} images, validating on "
-            f"{len(splits.val):,}; device {device}{f' x{world}' if world > 1 else ''}; "
-            f"run folder {out}")
-
     history: list[dict] = []
     best_val_loss = math.inf
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        train_model.train()
-        total, count = torch.zeros((), device=device), 0
-        bar = _progress(len(train_batches), f"epoch {epoch}/{cfg.epochs}",
-                        cfg.progress and main)
-        for x, y in train_batches:
-            with autocast:
-                loss = F.cross_entropy(train_model(x), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update()
-            if per_batch:
-                scheduler.step()
-            total += loss.detach().float() * len(y)  # stays on the device: no sync per batch
-            count += len(y)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        if scheduler is not None and not per_batch:
-            scheduler.step()
-        if world > 1:
-            stats = torch.stack([total, torch.tensor(float(count), device=device)])
-            dist.all_reduce(stats)
-            total, count = stats[0], int(stats[1].item())
-        train_loss = (total / max(count, 1)).item()
-        train_seconds = time.perf_counter() - t0
+    start = 0
+    if resume:
+        saved = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+        r = saved["resume"]
+        model.load_state_dict(r["model"])
+        if ema is not None and r.get("ema") is not None:
+            ema.model.load_state_dict(r["ema"])
+            ema.steps = int(r["ema_steps"])
+        opt.load_state_dict(r["optimizer"])
+        if scheduler is not None and r.get("scheduler") is not None:
+            scheduler.load_state_dict(r["scheduler"])
+        _set_rng(r["rng"][rank] if rank < len(r["rng"]) else r["rng"][0], train_batches, device)
+        history, best_val_loss, start = list(r["history"]), float(r["best_val_loss"]), saved["epoch"]
 
-        stop = False
-        if main:
-            kept = ema.model if ema is not None else model
-            val = metrics_from_logits(
-                split_logits(kept, splits.val, normalization, device, tta=cfg.tta),
-                splits.val.labels, classes)
-            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                   "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
-                   "train_seconds": round(train_seconds, 3),
-                   "seconds": round(time.perf_counter() - t0, 3)}
-            history.append(row)
-            log(f"{time.strftime('%H:%M:%S')} - Epoch: {epoch}/{cfg.epochs}, "
-                f"Train Loss: {train_loss:.8f}, Val Loss: {val['loss']:.8f}, "
-                f"Val Accuracy: {val['accuracy']:.8f}")
-            metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_accuracy")}
-            ckpt = make_checkpoint(kept, epoch=epoch, metrics=metrics, config=asdict(cfg),
-                                   **meta)
-            if val["loss"] < best_val_loss:  # the lowest so far, whatever its size
-                best_val_loss = val["loss"]
-                save_checkpoint(out / "best.pt", ckpt)
-                log(f"Saving best.pt for epoch {epoch} with validation loss {val['loss']:.8f}")
-            save_checkpoint(out / "last.pt", ckpt)
-            _write_history(out, history)
-            if on_epoch_end is not None:
-                stop = bool(on_epoch_end(epoch, kept, row))
-        if world > 1:
-            flag = torch.tensor([1.0 if stop else 0.0], device=device)
-            dist.broadcast(flag, src=0)
-            stop = bool(flag.item())
-        if stop:
-            break
+    config = asdict(cfg) | {
+        "resolved_device": str(device), "world_size": world, "digitos_version": __version__,
+        "torch_version": torch.__version__, "train_images": len(splits.train),
+        "val_images": len(splits.val), "test_images": len(splits.test),
+    }
+    if main:
+        _write_config(out, config, "running")
+        if resume:
+            _write_history(out, history)  # the folder describes last.pt's epoch again
+            log(f"resuming {out} after epoch {start} of {cfg.epochs}")
+        else:
+            log(f"training {cfg.model} on {len(splits.train):,} {data.name} images, validating "
+                f"on {len(splits.val):,}; device {device}{f' x{world}' if world > 1 else ''}; "
+                f"run folder {out}")
+
+    with _signals_as_interrupts() as signals:
+        try:
+            for epoch in range(start + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                train_model.train()
+                total, count = torch.zeros((), device=device), 0
+                bar = _progress(len(train_batches), f"epoch {epoch}/{cfg.epochs}",
+                                cfg.progress and main)
+                for x, y in train_batches:
+                    with autocast:
+                        loss = F.cross_entropy(train_model(x), y, label_smoothing=cfg.label_smoothing)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if ema is not None:
+                        ema.update()
+                    if per_batch:
+                        scheduler.step()
+                    total += loss.detach().float() * len(y)  # stays on the device: no sync per batch
+                    count += len(y)
+                    if bar is not None:
+                        bar.update(1)
+                if bar is not None:
+                    bar.close()
+                if scheduler is not None and not per_batch:
+                    scheduler.step()
+                if world > 1:
+                    stats = torch.stack([total, torch.tensor(float(count), device=device)])
+                    dist.all_reduce(stats)
+                    total, count = stats[0], int(stats[1].item())
+                train_loss = (total / max(count, 1)).item()
+                train_seconds = time.perf_counter() - t0
+
+                stop = False
+                if main:
+                    kept = ema.model if ema is not None else model
+                    val = metrics_from_logits(
+                        split_logits(kept, splits.val, normalization, device, tta=cfg.tta),
+                        splits.val.labels, classes)
+                    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+                           "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+                           "train_seconds": round(train_seconds, 3),
+                           "seconds": round(time.perf_counter() - t0, 3)}
+                    history.append(row)
+                    log(f"{time.strftime('%H:%M:%S')} - Epoch: {epoch}/{cfg.epochs}, "
+                        f"Train Loss: {train_loss:.8f}, Val Loss: {val['loss']:.8f}, "
+                        f"Val Accuracy: {val['accuracy']:.8f}")
+                    metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_accuracy")}
+                    ckpt = make_checkpoint(kept, epoch=epoch, metrics=metrics, config=asdict(cfg),
+                                           **meta)
+                    improved = val["loss"] < best_val_loss  # the lowest so far, whatever its size
+                    if improved:
+                        best_val_loss = val["loss"]
+                rngs = _gather_rng(train_batches, device, world)
+                if main:
+                    last = ckpt | {"resume": {
+                        "model": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()},
+                        "ema": ema.model.state_dict() if ema is not None else None,
+                        "ema_steps": ema.steps if ema is not None else 0,
+                        "optimizer": opt.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "rng": rngs, "history": history, "best_val_loss": best_val_loss}}
+                    # One consistent state per epoch: best.pt, then metrics and plots, then last.pt,
+                    # which is what a resumed run starts from. A signal waits for the writes to end.
+                    with signals.deferred():
+                        try:
+                            if improved:
+                                save_checkpoint(out / "best.pt", ckpt)
+                            _write_history(out, history)
+                            save_checkpoint(out / "last.pt", last)
+                        except OSError as e:
+                            kept_epoch = _saved_epoch(out)
+                            raise DigitosError(
+                                f"cannot write the run folder {out}: {e.strerror or e}; "
+                                + (f"{out / 'last.pt'} (epoch {kept_epoch}) is kept" if kept_epoch
+                                   else "no checkpoint had been written yet")) from None
+                    if improved:
+                        log(f"Saving best.pt for epoch {epoch} with validation loss {val['loss']:.8f}")
+                    if on_epoch_end is not None:
+                        stop = bool(on_epoch_end(epoch, kept, row))
+                if world > 1:
+                    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+                    dist.broadcast(flag, src=0)
+                    stop = bool(flag.item())
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            code = 143 if signals.received == signal.SIGTERM else 130
+            done = _saved_epoch(out)
+            if main:
+                with contextlib.suppress(OSError):
+                    _write_config(out, config, "interrupted")
+            raise TrainingInterrupted(
+                f"stopped ({'SIGTERM' if code == 143 else 'interrupted'}); "
+                + (f"{out / 'last.pt'} holds epoch {done} of {cfg.epochs}; continue with: "
+                   f"digitos train --resume {out}" if done else "no epoch had finished"),
+                code) from None
+    if main:
+        _write_config(out, config, "finished")
     if world > 1:
         dist.barrier()
     return out
+
+
+def _saved_epoch(out: Path) -> int:
+    """The epoch last.pt holds (0 when there is none)."""
+    try:
+        return int(torch.load(out / "last.pt", weights_only=True, map_location="cpu")["epoch"])
+    except Exception:
+        return 0
+
+
+def _rng_state(batches: Batches, device: torch.device) -> dict:
+    return {"torch": torch.get_rng_state(), "batches": batches.generator.get_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng(state: dict, batches: Batches, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    batches.generator.set_state(state["batches"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _gather_rng(batches: Batches, device: torch.device, world: int) -> list[dict]:
+    """Every rank's random generators (each draws its own augmentation and dropout)."""
+    mine = _rng_state(batches, device)
+    if world == 1:
+        return [mine]
+    every: list = [None] * world
+    dist.all_gather_object(every, mine)
+    return every
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, except while files are being written: then
+    they wait for the writes to finish."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.writing = False
+        self.pending = False
+
+    def handler(self, signum, frame):
+        self.received = signum
+        if self.writing:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    signals = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals  # signal handlers can only be set from the main thread
+        return
+    before = {s: signal.signal(s, signals.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield signals
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 NEGATIVE_SHARE = 0.25  # not-a-digit images added, as a share of the digits in train and val
@@ -349,6 +611,47 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     log(f"not a digit: {len(out[0]) - len(splits.train):,} training and "
         f"{len(out[1]) - len(splits.val):,} validation images added as class {label}")
     return Splits(splits.name, (*splits.classes, NOT_A_DIGIT), out[0], out[1], splits.test)
+
+
+EXTRA_SHARE = 0.2  # own drawings, repeated, make about this share of the training images
+
+
+def add_extra(splits: Splits, source: str, log: Callable[[str], None]) -> Splits:
+    """Training (repeated, to about EXTRA_SHARE of it) and validation (once) with a user's own
+    labelled drawings added: a drawings database or a folder of labelled images."""
+    from .store import samples
+
+    pixels, labels = samples(source)
+    if not labels:
+        raise DigitosError(f"--extra {source}: no labelled digits in it")
+    unknown = sorted(set(labels) - set(splits.classes))
+    if unknown:
+        raise DigitosError(f"--extra {source}: labels {', '.join(unknown)} are not classes of "
+                           f"this model ({', '.join(splits.classes)})")
+    images = torch.from_numpy(pixels.copy())
+    targets = torch.tensor([splits.classes.index(lab) for lab in labels])
+    repeat = max(1, round(EXTRA_SHARE * len(splits.train) / ((1 - EXTRA_SHARE) * len(images))))
+    train = Split(torch.cat([splits.train.images, images.repeat(repeat, 1, 1)]),
+                  torch.cat([splits.train.labels, targets.repeat(repeat)]))
+    val = Split(torch.cat([splits.val.images, images]), torch.cat([splits.val.labels, targets]))
+    log(f"own drawings: {len(images):,} labelled digits from {source}, repeated {repeat}x in "
+        "training and once in validation")
+    return Splits(splits.name, splits.classes, train, val, splits.test)
+
+
+def start_from(model: nn.Module, checkpoint: str, classes: tuple[str, ...]) -> None:
+    """Load a checkpoint's weights into the model about to be trained (fine-tuning)."""
+    from .checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    if list(ckpt["classes"]) != list(classes):
+        raise DigitosError(f"--init {checkpoint}: it reads {len(ckpt['classes'])} classes, this "
+                           f"training has {len(classes)}")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise DigitosError(f"--init {checkpoint}: its weights do not fit "
+                           f"{type(model).__name__}: {str(e).splitlines()[0]}") from None
 
 
 class WeightAverage:

@@ -1,65 +1,224 @@
 """`digitos serve`: the drawing page and the prediction API (FastAPI, served by uvicorn).
 
-Every asset comes from the package itself: the page works with no internet.
+Every asset comes from the package itself, the API docs included: the page works with no
+internet. The server holds under abuse: a bound on requests in flight (beyond it an
+immediate 503), timeouts for slow headers, slow bodies and idle connections, a time limit
+per request, a fixed pool of threads for the work, and a JSON {"error"} body for every error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
+import os
+import resource
+import threading
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import __version__
+from ..errors import DigitosError
 from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
 from ..preprocess import ImageError
+from ..store import check_label
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024  # bytes: larger uploads are refused before they are read whole
+SETTINGS_ENV = "DIGITOS_SERVE_SETTINGS"  # how `serve` hands its settings to worker processes
 
 
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over `limit` bytes with 413, declared or not."""
+@dataclass
+class Limits:
+    """What one server process accepts before it says no."""
 
-    def __init__(self, app, limit: int = MAX_BODY):
-        self.app, self.limit = app, limit
+    max_in_flight: int = 64  # requests being read or answered; beyond: 503 at once
+    threads: int = 0  # threads reading images in a process; 0: the cores shared among workers
+    header_timeout: float = 10.0  # s for a client to send a request's headers
+    body_timeout: float = 10.0  # s of silence allowed while a body is arriving
+    request_timeout: float = 30.0  # s for a whole request, from its headers to its answer
+    keep_alive: int = 5  # s an idle connection is kept open
+    max_connections: int = 512  # open connections; more are closed as they arrive
+    max_body: int = MAX_BODY
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or {}).get(b"content-length")
-        too_large = JSONResponse({"error": f"request body over the {self.limit:,}-byte limit"},
-                                 status_code=413)
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await too_large(scope, receive, send)
-        seen = 0
 
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-        try:
-            await self.app(scope, counted_receive, send)
-        except _TooLarge:
-            await too_large(scope, receive, send)
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class _TooLarge(Exception):
     pass
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class _BodyTimeout(Exception):
+    pass
 
+
+class Guard:
+    """ASGI middleware in front of everything: the in-flight bound, the body's size and
+    time limits, quiet handling of clients that leave, and a JSON 500 for the unexpected."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits, self.in_flight = app, limits, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limits = self.limits
+        if self.in_flight >= limits.max_in_flight:
+            return await error(503, "the server is busy; try again in a second",
+                               {"Retry-After": "1"})(scope, receive, send)
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def guarded_receive():
+            nonlocal seen
+            try:
+                with anyio.fail_after(limits.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTimeout from None
+            seen += len(message.get("body", b""))
+            if seen > limits.max_body:
+                raise _TooLarge
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            await self.app(scope, guarded_receive, watched_send)
+        except _TooLarge:
+            if not started:
+                await self._too_large(scope, receive, send)
+        except _BodyTimeout:
+            if not started:
+                await error(408, f"the request body stopped arriving for {limits.body_timeout:g} s")(
+                    scope, receive, send)
+        except (ClientDisconnect, OSError, anyio.BrokenResourceError):
+            pass  # the client left: nobody to answer
+        except asyncio.CancelledError:
+            # The server is stopping and this request outlived the grace period: end it quietly
+            # (the task is over either way; its traceback would only alarm whoever reads the log).
+            if not started:
+                with contextlib.suppress(Exception):
+                    await error(503, "the server is shutting down", {"Retry-After": "5"})(
+                        scope, receive, send)
+        except Exception:
+            if not started:
+                await error(500, "internal error; the server's log has the details")(
+                    scope, receive, send)
+            raise  # logged by uvicorn
+        finally:
+            self.in_flight -= 1
+
+    async def _too_large(self, scope, receive, send):
+        await error(413, f"request body over the {self.limits.max_body:,}-byte limit")(
+            scope, receive, send)
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for each request's headers (a client that
+    opens a connection and sends nothing, or sends headers a byte at a time, is cut off) and
+    a cap on open connections."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = settings_from_env()[1]
+        self.header_timer = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            transport.abort()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # the headers are in: the body and the answer have their own limits
+        elif self.header_timer is None:
+            self._arm()  # part of a next request's headers
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_late(self) -> None:
+        self.header_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
+
+
+def settings_from_env() -> tuple[dict, Limits, str | None]:
+    """What to load (checkpoint, or model and weights), the limits `serve` chose, and the
+    drawings database when collecting."""
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        return {}, Limits(), None
+    saved = json.loads(raw)
+    source = {k: saved.get(k) for k in ("checkpoint", "model", "weights")}
+    return source, Limits(**saved["limits"]), saved.get("collect")
+
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"],
+                "properties": {"error": {"type": "string", "description": "what went wrong"}}}
+
+
+def _error_answers(*codes: int) -> dict:
+    words = {400: "a malformed request or an unreadable image", 404: "no such page",
+             408: "the body stopped arriving", 413: "the body is over the size limit",
+             403: "this server does not keep drawings (no --collect)",
+             415: "neither multipart/form-data nor application/json",
+             422: "the image holds no ink", 500: "an unexpected failure",
+             503: "too busy, or the reading took too long: retry after Retry-After seconds"}
+    return {code: {"description": words[code],
+                   "content": {"application/json": {"schema": ERROR_SCHEMA}}} for code in codes}
+
+
+DRAWINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["image", "label"],
+            "properties": {"image": {"type": "string", "description": "a PNG data URL"},
+                           "label": {"type": "string",
+                                     "description": "the right answer: 7, 2026 or not a digit"}}}}},
+    }
+}
 
 PREDICT_BODY = {
     "requestBody": {
@@ -71,7 +230,8 @@ PREDICT_BODY = {
             "application/json": {
                 "schema": {"type": "object", "required": ["image"],
                            "properties": {"image": {"type": "string",
-                                                    "description": "a PNG data URL"}}}},
+                                                    "description": "a PNG data URL"},
+                                          "name": {"type": "string"}}}},
         },
     }
 }
@@ -87,13 +247,14 @@ def decode_data_url(url: str) -> bytes:
         raise ImageError("image: the data URL's base64 is damaged") from None
 
 
-def answer(reader: Reader, data: bytes, name: str) -> dict:
-    """Everything the page shows: the number and each digit with its box, the 28x28 the model
-    saw and the saliency map (for the first digit at the top level, for each in `digits`)."""
+def answer(reader: Reader, data: bytes, name: str, explain: bool = True) -> dict:
+    """Everything the page shows: the number and each digit with its box and, when asked to
+    explain, the 28x28 the model saw and the saliency map (for the first digit at the top
+    level, for each in `digits`)."""
     result = read_image(reader, data, name)
     out = reading_json(name, result)
     shown = result.digits or [result.whole]
-    views = [_views(reader, seen) for seen in shown]
+    views = [_views(reader, seen) if explain else {} for seen in shown]
     for d, view in zip(out["digits"], views, strict=False):  # no digits: the whole is shown
         d |= view
     reading = shown[0].reading
@@ -109,63 +270,239 @@ def _views(reader: Reader, seen: DigitReading) -> dict:
             "saliency": [round(float(v), 4) for v in reader.saliency(seen.pixels).flatten()]}
 
 
-def create_app(checkpoint: str | Path | None = None, reader: Reader | None = None) -> FastAPI:
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def create_app(checkpoint: str | Path | None = None, reader: Reader | None = None,
+               limits: Limits | None = None, collect: str | Path | None = None) -> FastAPI:
+    """The app. With `collect` (a database path), drawings people mark on the page are kept."""
     reader = reader or load_reader(checkpoint)
-    app = FastAPI(title="digitos", version=__version__,
-                  description="Read handwritten digits: draw one, or upload an image.")
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    store = None
+    if collect is not None:
+        from ..store import DrawingStore
+
+        store = DrawingStore(collect)
+    store_lock = threading.Lock()  # one sqlite connection, used from the worker threads
+    limits = limits or Limits()
+    if limits.threads < 1:
+        limits = replace(limits, threads=cores())
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # Starlette reads uploads and files on anyio's default pool (40 threads): a few do.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * limits.threads + 2
+        yield
+
+    app = FastAPI(title="digitos", version=__version__, docs_url=None, redoc_url=None,
+                  lifespan=lifespan,
+                  description="Read handwritten digits: draw one, or upload an image. Every "
+                              "error answer is JSON: {\"error\": \"...\"}.",
+                  responses=_error_answers(404, 500, 503))
+    app.add_middleware(Guard, limits=limits)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    workers = anyio.CapacityLimiter(limits.threads)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        return error(400, f"invalid request: {first.get('msg', 'bad input')} "
+                          f"at {'.'.join(str(p) for p in first.get('loc', ()))}")
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/healthz")
+    try:  # the API docs from the swagger-ui-bundle package, not from a CDN
+        from swagger_ui_bundle import swagger_ui_path
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs():
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="digitos API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+    except ImportError:  # pragma: no cover - a dependency; the JSON description still works
+        pass
+
+    @app.get("/healthz", summary="Whether the server is up, which model it reads with, and "
+                                  "whether it keeps corrected drawings")
     def healthz() -> dict:
-        return {"status": "ok", "model": reader.meta.get("model"), "version": __version__}
+        return {"status": "ok", "model": reader.meta.get("model"), "version": __version__,
+                "collect": store is not None}
+
+    @app.post("/api/drawings", status_code=201, openapi_extra=DRAWINGS_BODY,
+              responses=_error_answers(400, 403, 408, 413, 415, 422),
+              summary="Keep a drawing with its right answer (servers started with --collect)")
+    async def keep_drawing(request: Request):
+        if store is None:
+            return error(403, "this server does not keep drawings; start it with "
+                              "digitos serve --collect")
+        if _media_type(request) != "application/json":
+            return error(415, "send JSON {\"image\": \"data:image/png;base64,...\", \"label\": \"7\"}")
+        try:
+            with anyio.fail_after(limits.request_timeout):
+                body = await _json_body(request)
+                if isinstance(body, JSONResponse):
+                    return body
+                if "label" not in body or "image" not in body:
+                    return error(400, "JSON body needs 'image' (a data URL) and 'label' "
+                                      "(\"7\", \"2026\" or \"not a digit\")")
+                label = check_label(str(body["label"]))
+                data = decode_data_url(body["image"])
+
+                def read_and_keep() -> int:
+                    result = read_image(reader, data, "drawing")
+                    with store_lock:
+                        return store.add(data, label, result, str(reader.meta.get("model")))
+
+                drawing = await anyio.to_thread.run_sync(read_and_keep, limiter=workers)
+        except TimeoutError:
+            return error(503, f"the request took over {limits.request_timeout:g} s",
+                         {"Retry-After": "1"})
+        except ImageError as e:
+            return error(422 if "no ink" in str(e) else 400, str(e))
+        except DigitosError as e:  # a bad label
+            return error(400, str(e))
+        return JSONResponse({"id": drawing, "label": label}, status_code=201)
 
     @app.post("/api/predict", openapi_extra=PREDICT_BODY,
-              summary="Read the digit in an uploaded image or a PNG data URL")
-    async def predict(request: Request):
-        ctype = request.headers.get("content-type", "")
+              responses=_error_answers(400, 408, 413, 415, 422),
+              summary="Read the digits in an uploaded image or a PNG data URL",
+              description="Add ?explain=1 for the 28x28 each digit became and its saliency map.")
+    async def predict(request: Request, explain: bool = False):
         try:
-            if ctype.startswith("multipart/form-data"):
-                form = await request.form()
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    return error(400, "multipart body needs a file in the field 'file'")
-                data, name = await upload.read(), upload.filename or "upload"
-            elif ctype.startswith("application/json"):
-                try:
-                    body = json.loads(await request.body())
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    return error(400, "body is not valid JSON")
-                if not isinstance(body, dict) or "image" not in body:
-                    return error(400, "JSON body needs a field 'image' holding a PNG data URL")
-                data, name = decode_data_url(body["image"]), str(body.get("name", "canvas"))
-            else:
-                return error(415, "send multipart/form-data with a field 'file', or JSON "
-                                  "{\"image\": \"data:image/png;base64,...\"}")
-            return await run_in_threadpool(answer, reader, data, name)
+            with anyio.fail_after(limits.request_timeout):
+                got = await _image_of(request)
+                if isinstance(got, JSONResponse):
+                    return got
+                data, name = got
+                return await anyio.to_thread.run_sync(answer, reader, data, name, explain,
+                                                      limiter=workers, abandon_on_cancel=True)
+        except TimeoutError:
+            return error(503, f"the request took over {limits.request_timeout:g} s",
+                         {"Retry-After": "1"})
         except ImageError as e:
             return error(422 if "no ink" in str(e) else 400, str(e))
 
     return app
 
 
-def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+async def _image_of(request: Request) -> tuple[bytes, str] | JSONResponse:
+    """The image's bytes and name from a multipart upload or a JSON data URL."""
+    ctype = _media_type(request)
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form()
+        except ValueError as e:  # python-multipart's complaint about the body
+            return error(400, f"damaged multipart body ({e})")
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            return error(400, "multipart body needs a file in the field 'file'")
+        return await upload.read(), upload.filename or "upload"
+    if ctype == "application/json":
+        body = await _json_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if "image" not in body:
+            return error(400, "JSON body needs a field 'image' holding a PNG data URL")
+        return decode_data_url(body["image"]), str(body.get("name", "canvas"))[:200]
+    return error(415, "send multipart/form-data with a field 'file', or JSON "
+                      "{\"image\": \"data:image/png;base64,...\"}")
+
+
+async def _json_body(request: Request) -> dict | JSONResponse:
+    """The request's JSON object, or the 400 that says why there is none."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, "body is not valid JSON")
+    except RecursionError:
+        return error(400, "JSON nested too deeply")
+    if not isinstance(body, dict):
+        return error(400, "the JSON body must be an object")
+    return body
+
+
+def app_from_env() -> FastAPI:
+    """The app for each uvicorn worker process (`serve` passes its settings in the environment)."""
+    import torch
+
+    # Requests are the parallelism here: one image is too small to share between threads,
+    # and torch's own threads would fight the request threads for the same cores.
+    torch.set_num_threads(1)
+    _fewer_malloc_arenas()
+    source, limits, collect = settings_from_env()
+    return create_app(reader=load_reader(**source), limits=limits, collect=collect)
+
+
+def _fewer_malloc_arenas() -> None:
+    """glibc gives threads their own heaps ("arenas") and seldom hands them back: with uploads
+    read on many threads, a server's RSS grew by 300 MB under load. Two arenas are enough."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _more_open_files() -> None:
+    """Raise the soft limit on open files to the hard one: connections are files."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                        else max(soft, 65536), hard))
+    except (ValueError, OSError):
+        pass
+
+
+def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1, limits: Limits | None = None, model: str | None = None,
+          weights: str | Path | None = None, collect: bool = False,
+          db: str | Path | None = None) -> None:
     import socket
 
     import uvicorn
 
-    from ..errors import DigitosError
-
+    limits = limits or Limits()
+    if limits.threads < 1:  # the work is CPU-bound: the cores, shared among the processes
+        limits = replace(limits, threads=max(1, cores() // workers))
+    if not 1 <= port <= 65535:
+        raise DigitosError(f"--port {port}: a port is a number from 1 to 65535")
     try:  # a clear line first, rather than uvicorn's log after loading the model
-        with socket.create_server((host, port)):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
             pass
     except OSError as e:
         raise DigitosError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    app = create_app(checkpoint)
-    print(f"digitos: drawing page on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)",
-          flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    load_reader(checkpoint, model=model, weights=weights)  # a bad file: one line, here
+    if db is not None and not collect:
+        raise DigitosError("--db is where --collect keeps drawings: add --collect")
+    if collect:
+        from ..store import DrawingStore, default_db_path
+
+        db = Path(db) if db else default_db_path()
+        DrawingStore(db).close()  # a foreign or damaged file: one line, before serving
+    os.environ[SETTINGS_ENV] = json.dumps({
+        "checkpoint": str(checkpoint) if checkpoint else None, "limits": asdict(limits),
+        "model": model, "weights": str(weights) if weights else None,
+        "collect": str(db) if collect else None})
+    _more_open_files()
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    where = f"[{shown}]" if ":" in shown else shown
+    if collect:
+        print(f"digitos: keeping the drawings people mark right or wrong in {db}", flush=True)
+    print(f"digitos: drawing page on http://{where}:{port}/  (API docs: /docs; Ctrl+C stops)"
+          + (f"\n  listening on all addresses ({host}): other machines reach it by this one's "
+             f"name or address" if host in ("0.0.0.0", "::") else ""), flush=True)
+    uvicorn.run("digitos.web.server:app_from_env", factory=True, host=host, port=port,
+                workers=workers, http=GuardedH11, log_level="warning",
+                timeout_keep_alive=limits.keep_alive, timeout_graceful_shutdown=3,
+                backlog=max(128, limits.max_connections))

@@ -11,6 +11,9 @@ const TEXT = {
     sure: "probability", unsure: "unsure — could be", error: "Could not read it:",
     nodigit: "not a digit", nodigitStatus: "That does not look like a digit.",
     digits: "digits, left to right",
+    collecting: "Saving is on: the drawings you mark here are kept, to teach the model your handwriting.",
+    right: "Right", wrong: "Wrong, it was:", save: "Save", notdigitBtn: "Not a digit",
+    saved: "Saved as", nothing: "Draw or upload something first.",
   },
   es: {
     tagline: "Dibujá un dígito o un número y mirá cómo lo lee la red.",
@@ -21,6 +24,9 @@ const TEXT = {
     sure: "probabilidad", unsure: "no está seguro — podría ser", error: "No se pudo leer:",
     nodigit: "no es un dígito", nodigitStatus: "Eso no parece un dígito.",
     digits: "dígitos, de izquierda a derecha",
+    collecting: "Se están guardando dibujos: los que marques acá se guardan para enseñarle tu letra al modelo.",
+    right: "Correcto", wrong: "Incorrecto, era:", save: "Guardar", notdigitBtn: "No es un dígito",
+    saved: "Guardado como", nothing: "Primero dibujá o subí algo.",
   },
 };
 
@@ -118,14 +124,18 @@ function requestPrediction() {
     });
 }
 
+let lastImage = null; // the data URL of what was read last: what a correction stores
+
 async function send(body, contentType, fromPad) {
   const headers = contentType ? { "Content-Type": contentType } : {};
   try {
-    const res = await fetch("/api/predict", { method: "POST", body, headers });
+    const res = await fetch("/api/predict?explain=1", { method: "POST", body, headers });
     const data = await res.json();
     if (!res.ok) throw new Error(data.error || res.statusText);
     data.fromPad = fromPad;
     last = data;
+    lastImage = fromPad ? JSON.parse(body).image : await dataUrlOf(body.get("file"));
+    document.getElementById("saved").textContent = "";
     show(data);
   } catch (err) {
     last = null;
@@ -232,6 +242,46 @@ document.getElementById("file").addEventListener("change", (e) => {
   e.target.value = "";
 });
 document.querySelectorAll("[data-lang]").forEach((b) => b.addEventListener("click", () => setLanguage(b.dataset.lang)));
+
+// Corrections: only when the server keeps them (digitos serve --collect).
+function dataUrlOf(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+}
+
+async function saveDrawing(label) {
+  const out = document.getElementById("saved");
+  if (!last || !lastImage) { out.textContent = t("nothing"); return; }
+  try {
+    const res = await fetch("/api/drawings", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ image: lastImage, label }),
+    });
+    const data = await res.json();
+    if (!res.ok) throw new Error(data.error || res.statusText);
+    out.textContent = `${t("saved")} “${data.label === "not a digit" ? t("nodigit") : data.label}” (#${data.id})`;
+    out.dataset.id = data.id;
+  } catch (err) {
+    out.textContent = `${t("error")} ${err.message}`;
+  }
+}
+
+document.getElementById("right").addEventListener("click", () => {
+  if (last) saveDrawing(last.not_a_digit ? "not a digit" : last.number);
+  else saveDrawing("");
+});
+document.getElementById("save").addEventListener("click", () => {
+  saveDrawing(document.getElementById("truth").value.trim());
+});
+document.getElementById("notdigit").addEventListener("click", () => saveDrawing("not a digit"));
+
+fetch("/healthz").then((r) => r.json()).then((h) => {
+  document.getElementById("feedback").hidden = !h.collect;
+}).catch(() => {});
 
 setLanguage(lang);
 clearPad();

@@ -1,0 +1,345 @@
+"""Reading under abuse: bounded work for hostile images, and a server that holds.
+
+The server tests run a real uvicorn server on loopback (in this process, with short limits,
+or as `digitos serve`) and talk to it through raw sockets, as a slow or hostile client would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+from test_preprocess import paper_drawing, png
+
+from digitos.ink import WORK_SIDE, find_ink
+from digitos.preprocess import ImageError, open_image, preprocess_file
+from digitos.web.server import SETTINGS_ENV, GuardedH11, Limits, create_app
+
+# --- bounded work for any image -------------------------------------------------------------
+
+def test_a_thin_line_on_a_huge_canvas_reads_within_a_bounded_working_size():
+    img = Image.new("1", (6000, 6000), 1)
+    ImageDraw.Draw(img).line([(3000, 800), (3000, 5200)], fill=0, width=1)  # a '1', 1 px wide
+    data = png(img)
+    ink = find_ink(open_image(data))
+    # The work after decoding is on at most WORK_SIDE px a side, whatever the canvas.
+    assert max(ink.mask.shape) <= WORK_SIDE and ink.scale >= 6000 / WORK_SIDE
+    seen = preprocess_file(data)
+    assert seen.pixels.max() == 255
+    assert seen.box[0] <= 3000 <= seen.box[2] and seen.box[1] <= 820 and seen.box[3] >= 5180
+
+
+@pytest.mark.parametrize("size, message", [
+    ((13_333_333, 3), "too small"),
+    ((1, 40_000_000), "too small"),
+    ((4000, 20), "long and thin"),
+    ((7000, 7000), "over the limit"),
+])
+def test_canvases_no_drawing_has_are_refused_from_the_header(size, message):
+    data = png(Image.new("1", size, 1))
+    with pytest.raises(ImageError, match=message):
+        open_image(data, "x.png")
+
+
+def lab_tiff() -> bytes:
+    img = Image.new("RGB", (200, 200), "white")
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill="black", width=12)
+    buf = io.BytesIO()
+    img.convert("LAB").save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def test_a_lab_tiff_is_read():
+    seen = preprocess_file(lab_tiff(), "lab.tif")
+    assert seen.pixels.max() == 255 and seen.polarity == "dark-on-light"
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "SGI"])
+def test_formats_the_readme_does_not_name_are_refused(fmt):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, format=fmt)
+    with pytest.raises(ImageError, match="not an image .PNG, JPEG"):
+        open_image(buf.getvalue(), "x")
+
+
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16",
+         "F"]
+FORMATS_BY_MODE = {"PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"},
+                   "JPEG": {"L", "RGB", "CMYK"}, "BMP": {"1", "L", "P", "RGB"},
+                   "GIF": {"L", "P"}, "WEBP": {"RGB", "RGBA"},
+                   "TIFF": {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "I",
+                            "I;16", "F"}}
+
+
+@st.composite
+def saved_images(draw) -> bytes:
+    """An image in a random mode, size and format, maybe with ink, maybe cut or corrupted."""
+    fmt = draw(st.sampled_from(sorted(FORMATS_BY_MODE)))
+    mode = draw(st.sampled_from(sorted(FORMATS_BY_MODE[fmt])))
+    w, h = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    rgb = Image.new("RGB", (w, h), "white")
+    if draw(st.booleans()):
+        pts = draw(st.lists(st.tuples(st.integers(0, w), st.integers(0, h)), min_size=2, max_size=5))
+        ImageDraw.Draw(rgb).line(pts, fill="black", width=draw(st.integers(1, 20)))
+    img = rgb.convert(mode) if mode not in ("I;16", "F") else rgb.convert("L").convert(mode)
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt)
+    except (OSError, ValueError, KeyError):  # a pairing Pillow cannot write: the raw pixels
+        buf = io.BytesIO(img.tobytes())
+    data = buf.getvalue()
+    damage = draw(st.sampled_from(["none", "cut", "flip", "junk"]))
+    if damage == "cut" and len(data) > 1:
+        data = data[: draw(st.integers(0, len(data) - 1))]
+    elif damage == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    elif damage == "junk":
+        data = draw(st.binary(max_size=64)) + data[draw(st.integers(0, len(data))):]
+    return data
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=saved_images())
+def test_any_file_gives_a_reading_or_digitos_own_error(data):
+    try:
+        seen = preprocess_file(data, "x")
+    except ImageError as e:
+        assert str(e).startswith("x: ") or "mode" in str(e)
+        return
+    assert seen.pixels.shape == (28, 28) and seen.pixels.dtype.is_floating_point is False
+
+
+def test_predict_reads_only_regular_files_and_goes_on_after_a_failure(tmp_path, mnist):
+    good = tmp_path / "seven.png"
+    good.write_bytes(png(paper_drawing(mnist.test.images[0], 200)))
+    weird = tmp_path / "weird.tif"
+    weird.write_bytes(lab_tiff())
+    r = subprocess.run([sys.executable, "-m", "digitos", "predict", "/dev/zero", str(good),
+                        str(weird), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert lines[0]["path"] == "/dev/zero" and "not a regular file" in lines[0]["error"]
+    assert lines[1]["number"] == "7" and lines[2]["number"] == "1"
+    assert "Traceback" not in r.stderr
+
+
+# --- the server -----------------------------------------------------------------------------
+
+class LiveServer:
+    """A real uvicorn server with digitos' protocol and app, on a free loopback port."""
+
+    def __init__(self, reader, limits: Limits, monkeypatch):
+        monkeypatch.setenv(SETTINGS_ENV, json.dumps({"checkpoint": None,
+                                                     "limits": limits.__dict__}))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(reader=reader, limits=limits), host="127.0.0.1",
+                                port=self.port, http=GuardedH11, log_level="warning",
+                                timeout_keep_alive=limits.keep_alive)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(reader, monkeypatch):
+    servers = []
+
+    def start(**limits) -> LiveServer:
+        servers.append(LiveServer(reader, Limits(**limits), monkeypatch))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def head(body_length: int, ctype: str = "application/json") -> bytes:
+    return (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {body_length}\r\n\r\n").encode()
+
+
+def test_silent_and_slow_clients_are_cut_off(live):
+    srv = live(header_timeout=0.5, body_timeout=0.5)
+    silent = srv.connect()  # opens and sends nothing
+    slow_headers = srv.connect()
+    slow_headers.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n")  # and never ends them
+    slow_body = srv.connect()
+    slow_body.sendall(head(1000) + b'{"image": ')  # a tenth of the body, then nothing
+    t0 = time.monotonic()
+    assert read_all(silent) == b"" and read_all(slow_headers) == b""
+    answer = read_all(slow_body)
+    assert answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer
+    assert time.monotonic() - t0 < 8  # cut off, not left hanging until the 10 s socket timeout
+
+
+def test_503_when_saturated_then_served_again(live):
+    srv = live(max_in_flight=1, body_timeout=5)
+    holder = srv.connect()
+    holder.sendall(head(1000) + b"{")
+    time.sleep(0.3)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5)
+        pytest.fail("expected a 503")
+    except urllib.error.HTTPError as e:
+        assert e.code == 503 and e.headers["Retry-After"] == "1"
+        assert "busy" in json.loads(e.read())["error"]
+    holder.close()  # the client leaves: its slot is free again
+    time.sleep(0.3)
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as r:
+        assert r.status == 200
+
+
+def test_a_client_that_leaves_mid_body_leaves_no_traceback(live, caplog):
+    srv = live()
+    with caplog.at_level(logging.WARNING):
+        leaver = srv.connect()
+        leaver.sendall(head(5000, "multipart/form-data; boundary=xyz") + b"--xyz\r\n")
+        time.sleep(0.2)
+        leaver.close()
+        time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5) as r:
+            assert r.status == 200
+    assert "Traceback" not in caplog.text and "Exception" not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def client(reader):
+    from fastapi.testclient import TestClient
+
+    return TestClient(create_app(reader=reader), raise_server_exceptions=False)
+
+
+def test_every_error_is_json_and_content_types_match_exactly(client):
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+    r = client.get("/api/predict")
+    assert r.status_code == 405 and "error" in r.json()
+    r = client.post("/api/predict", content=b'{"image": 1}',
+                    headers={"content-type": "application/jsonx"})
+    assert r.status_code == 415 and "error" in r.json()
+    r = client.post("/api/predict?explain=maybe", json={"image": "x"})
+    assert r.status_code == 400 and "explain" in r.json()["error"]
+    nested = b"[" * 100_000 + b"]" * 100_000
+    r = client.post("/api/predict", content=nested, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested" in r.json()["error"]
+
+
+def test_an_unexpected_failure_is_a_json_500(reader, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import digitos.web.server as server
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server, "read_image", broken)
+    client = TestClient(create_app(reader=reader), raise_server_exceptions=False)
+    r = client.post("/api/predict", json={"image": "data:image/png;base64,AAAA"})
+    assert r.status_code == 500 and "internal error" in r.json()["error"]
+
+
+def test_the_api_description_lists_the_errors_and_the_docs_work_offline(client):
+    spec = client.get("/openapi.json").json()
+    answers = spec["paths"]["/api/predict"]["post"]["responses"]
+    for code in ("400", "408", "413", "415", "422", "500", "503"):
+        assert "error" in json.dumps(answers[code]), code
+    page = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+
+
+def test_serve_refuses_a_port_out_of_range_in_one_line():
+    r = subprocess.run([sys.executable, "-m", "digitos", "serve", "--port", "70000"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "1-65535" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigterm_with_a_request_in_flight_stops_the_server_quickly():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        hung = socket.create_connection(("127.0.0.1", port))
+        hung.sendall(head(1000) + b"{")  # in flight, and it will not finish
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        # Graceful shutdown gives up on the hung request after 3 s, then uvicorn ends the
+        # process by the signal it got, as a process stopped by SIGTERM should.
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert b"Traceback" not in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# --- the API's contract, fuzzed ---------------------------------------------------------------
+
+def test_the_live_api_keeps_its_contract_under_fuzzing(tmp_path):
+    """schemathesis against a real `digitos serve`: never a 5xx, every answer as described
+    (status, content type, schema). Schema-valid bytes that are no image are refused, rightly,
+    so that one check is left out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        examples = os.environ.get("DIGITOS_FUZZ_EXAMPLES", "100")
+        st_cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+        r = subprocess.run([st_cli, "run", f"http://127.0.0.1:{port}/openapi.json",
+                            "--max-examples", examples, "--checks", "all",
+                            "--exclude-checks", "positive_data_acceptance", "--no-color"],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert "passed" in r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
