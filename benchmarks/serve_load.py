@@ -153,16 +153,17 @@ def main() -> None:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
               f"digitos serve --workers {args.workers}; {args.seconds:g} s per row")
         start = rss_mb(server.pid)
-        print("| images | concurrency | requests/s | p50 | p99 | 503s | errors |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(f"server RSS at start: {start:,.0f} MB")
+        print("| images | concurrency | requests/s | p50 | p99 | 503s | errors | server RSS after |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for kind in args.kinds:
             for c in args.concurrency:
                 r = asyncio.run(load(url, kind, bodies[kind], c, args.seconds))
                 print(f"| {kind} | {c} | {r['rps']:,.0f} | {r['p50']:,.0f} ms | {r['p99']:,.0f} ms "
-                      f"| {r['busy']} | {r['errors']} |", flush=True)
+                      f"| {r['busy']} | {r['errors']} | {rss_mb(server.pid):,.0f} MB |", flush=True)
                 if r["errors"]:
                     print(f"  statuses: {r['statuses']}")
-        print(f"server RSS: {start:,.0f} MB at start, {rss_mb(server.pid):,.0f} MB at the end")
+
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

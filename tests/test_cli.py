@@ -253,3 +253,19 @@ def test_package_metadata_and_help_mention_reading_images():
     assert any("Homepage" in url for url in meta.get_all("Project-URL"))
     assert "Reading images" in digitos.__doc__ and "read_image" in digitos.__doc__
     assert callable(digitos.load_reader) and "load_reader" in dir(digitos)
+
+
+def test_serve_on_all_addresses_prints_an_address_a_browser_can_open():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--host", "0.0.0.0",
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert f"http://localhost:{port}/" in first and "0.0.0.0:" not in first
