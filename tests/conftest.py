@@ -46,3 +46,32 @@ def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProce
     full_env = dict(os.environ) | (env or {})
     return subprocess.run([sys.executable, "-m", "digitos", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(*args, stdout=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """`digitos serve ARGS` as a real process on a free loopback port, once it answers."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port),
+                             *map(str, args)], stdout=stdout, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"digitos serve exited with {proc.returncode}") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("digitos serve did not start")

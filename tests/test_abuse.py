@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 import uvicorn
+from conftest import start_serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
@@ -289,19 +290,9 @@ def test_serve_refuses_a_port_out_of_range_in_one_line():
 
 
 def test_sigterm_with_a_request_in_flight_stops_the_server_quickly():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, url = start_serve(stdout=subprocess.PIPE)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        hung = socket.create_connection(("127.0.0.1", port))
+        hung = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
         hung.sendall(head(1000) + b"{")  # in flight, and it will not finish
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
@@ -320,21 +311,11 @@ def test_the_live_api_keeps_its_contract_under_fuzzing(tmp_path):
     """schemathesis against a real `digitos serve`: never a 5xx, every answer as described
     (status, content type, schema). Schema-valid bytes that are no image are refused, rightly,
     so that one check is left out."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_serve()
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         examples = os.environ.get("DIGITOS_FUZZ_EXAMPLES", "100")
         st_cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
-        r = subprocess.run([st_cli, "run", f"http://127.0.0.1:{port}/openapi.json",
+        r = subprocess.run([st_cli, "run", f"{url}/openapi.json",
                             "--max-examples", examples, "--checks", "all",
                             "--exclude-checks", "positive_data_acceptance", "--no-color"],
                            capture_output=True, text=True, timeout=600, cwd=tmp_path)

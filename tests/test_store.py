@@ -6,14 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, start_serve
 from PIL import Image
 from test_preprocess import paper_drawing, png
 
@@ -67,26 +64,12 @@ def test_a_corrupted_or_foreign_database_is_one_clear_error(tmp_path):
     assert r.returncode == 1 and "no drawings database" in r.stderr
 
 
-def start_server(db, port_file_dir):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port),
-                             "--collect", "--db", str(db)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                assert json.loads(r.read())["collect"] is True
-            return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()) from None
-            time.sleep(0.2)
-    raise RuntimeError("the server did not start")
+def start_server(db):
+    """`digitos serve --collect --db DB`, answering."""
+    proc, url = start_serve("--collect", "--db", db)
+    with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+        assert json.loads(r.read())["collect"] is True
+    return proc, url
 
 
 def post_drawing(url, data: bytes, label: str) -> dict:
@@ -101,7 +84,7 @@ def post_drawing(url, data: bytes, label: str) -> dict:
 
 def test_two_servers_writing_one_database_at_once_lose_nothing(tmp_path, mnist):
     db = tmp_path / "shared.sqlite3"
-    servers = [start_server(db, tmp_path) for _ in range(2)]
+    servers = [start_server(db) for _ in range(2)]
     try:
         images = [drawing(mnist, i) for i in range(10)]
         ids, errors = [], []

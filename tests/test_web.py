@@ -5,10 +5,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
+from conftest import start_serve
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_preprocess import paper_drawing, png
@@ -115,32 +114,10 @@ def test_malformed_requests(client):
     assert r.status_code == 400 and "'file'" in r.json()["error"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """`digitos serve` as a real process on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "digitos", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode()) from None
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("digitos serve did not start")
+    proc, url = start_serve()
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -281,7 +258,7 @@ def test_correcting_a_drawing_on_the_page_stores_it(browser, tmp_path):
     from digitos.store import DrawingStore
 
     db = tmp_path / "drawings.sqlite3"
-    proc, url = start_server(db, tmp_path)
+    proc, url = start_server(db)
     try:
         page = browser.new_page(locale="en-US")
         page.goto(url)
