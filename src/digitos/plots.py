@@ -102,13 +102,22 @@ def misclassified(images: torch.Tensor, true: list[str], pred: list[str], path: 
                       title="Misclassified (true → predicted)")
 
 
+TOY_WORDS = {
+    "es": ("Antes de entrenar (pesos al azar)", "Después de entrenar", "Paso de entrenamiento",
+           "Pérdida (entropía cruzada)", "La pérdida en cada paso"),
+    "en": ("Before training (random weights)", "After training", "Training step",
+           "Loss (cross-entropy)", "The loss at each step"),
+}
+
+
 def toy_training(x: torch.Tensor, y: torch.Tensor, before, after, losses: list[float],
-                 path: str | Path) -> Path:
+                 path: str | Path, lang: str = "es") -> Path:
     """The first network on a 2-D problem: its border before training, after training, and
-    the loss at each step. `before` and `after` are (xs, ys, p) from toy.decision_grid."""
+    the loss at each step. `before` and `after` are (xs, ys, p) from toy.decision_grid.
+    Titles in Spanish, as the class is, or in English (`lang="en"`)."""
+    words = TOY_WORDS[lang]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for ax, (xs, ys, p), title in ((axes[0], before, "Antes de entrenar (pesos al azar)"),
-                                   (axes[1], after, "Después de entrenar")):
+    for ax, (xs, ys, p), title in ((axes[0], before, words[0]), (axes[1], after, words[1])):
         ax.contourf(xs.numpy(), ys.numpy(), p.numpy(), levels=20, cmap="RdBu_r", alpha=0.6,
                     vmin=0, vmax=1)
         ax.contour(xs.numpy(), ys.numpy(), p.numpy(), levels=[0.5], colors="k", linewidths=1.5)
@@ -118,9 +127,9 @@ def toy_training(x: torch.Tensor, y: torch.Tensor, before, after, losses: list[f
         ax.set_xlabel("x₁")
         ax.set_ylabel("x₂")
     axes[2].plot(range(1, len(losses) + 1), losses)
-    axes[2].set_xlabel("Paso de entrenamiento")
-    axes[2].set_ylabel("Pérdida (entropía cruzada)")
+    axes[2].set_xlabel(words[2])
+    axes[2].set_ylabel(words[3])
     axes[2].set_yscale("log")
-    axes[2].set_title("La pérdida en cada paso")
+    axes[2].set_title(words[4])
     axes[2].grid(alpha=0.3)
     return _save(fig, path)
