@@ -173,6 +173,10 @@ def test_usage_errors_are_one_line_with_a_guess():
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("train", "--model", "digitnetz")
     assert r.returncode == 2 and "did you mean DigitNet?" in r.stderr
+    r = run_cli("train", "--optimizer", "adma")
+    assert r.returncode == 2 and "did you mean adam?" in r.stderr
+    r = run_cli("drawings", "shw")
+    assert r.returncode == 2 and "did you mean show?" in r.stderr
 
 
 def test_model_names_match_any_case_and_bad_model_args_say_why(mnist_dir, tmp_path):

@@ -9,6 +9,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -85,17 +86,15 @@ class Parser(argparse.ArgumentParser):
     """argparse, with usage errors in one line (and a guess for a mistyped command)."""
 
     def error(self, message: str):
-        if "invalid choice" in message and "COMMAND" in message or "argument COMMAND" in message:
-            wrong = message.split("'")[1] if "'" in message else ""
-            commands = [c for c in COMMANDS if c]
-            guess = difflib.get_close_matches(wrong, commands, n=1)
-            message = (f"unknown command '{wrong}'" + (f"; did you mean {guess[0]}?" if guess
-                       else f"; choose from {', '.join(commands)}"))
+        choice = re.search(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # "did you mean train?", for commands and every option with choices
+            what, wrong, among = choice.groups()
+            options = re.findall(r"'([^']*)'", among) or [c.strip() for c in among.split(",")]
+            guess = difflib.get_close_matches(wrong, options, n=1)
+            noun = "command" if what in ("COMMAND", "ACTION") else f"value for {what}"
+            message = (f"unknown {noun} '{wrong}'" + (f"; did you mean {guess[0]}?" if guess
+                       else f"; choose from {', '.join(options)}"))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-COMMANDS = ("data", "models", "train", "status", "evaluate", "predict", "serve", "drawings",
-            "finetune")
 
 
 def _model_name(text: str) -> str:
@@ -285,18 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "drawings", help="the drawings people corrected: list, show, export, import, delete",
         description="The drawings database that `digitos serve --collect` fills.")
-    p.add_argument("action", choices=["list", "show", "export", "import", "delete"])
-    p.add_argument("args", nargs="*", metavar="ARG",
-                   help="show/delete: drawing ids; export/import: a folder")
-    p.add_argument("--db", metavar="PATH",
-                   help="the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)")
-    p.add_argument("--format", choices=["idx", "png"], default="idx",
-                   help="export: idx writes the 28x28s as the four IDX files (--dataset idx reads "
-                        "them); png writes each original image as <label>/<id>.png "
-                        "(default: %(default)s)")
-    p.add_argument("--checkpoint", help="import: the model that reads the images (default: "
-                                        "the shipped one)")
-    p.add_argument("--json", action="store_true", help="list/show: JSON")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    db_help = "the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)"
+    a = actions.add_parser("list", help="drawings per label, and labelled digits")
+    a.add_argument("--json", action="store_true", help="one JSON object")
+    a = actions.add_parser("show", help="one line per drawing: label, reading, model, digits")
+    a.add_argument("ids", nargs="+", type=int, metavar="ID")
+    a.add_argument("--json", action="store_true", help="one JSON object per drawing")
+    a = actions.add_parser("export", help="the labelled digits as IDX files, or the images as PNGs")
+    a.add_argument("folder", metavar="DIR")
+    a.add_argument("--format", choices=["idx", "png"], default="idx",
+                   help="idx: the 28x28s as the four IDX files (--dataset idx reads them); png: "
+                        "each original image as DIR/<label>/<id>.png (default: %(default)s)")
+    a = actions.add_parser("import", help="a folder of <label>/NAME.png or <label>_NAME.png")
+    a.add_argument("folder", metavar="DIR")
+    a.add_argument("--checkpoint", help="the model that reads the images (default: the shipped one)")
+    a = actions.add_parser("delete", help="remove drawings and their digits")
+    a.add_argument("ids", nargs="+", type=int, metavar="ID")
+    for a in actions.choices.values():
+        a.add_argument("--db", metavar="PATH", help=db_help)
     p.set_defaults(func=cmd_drawings)
 
     p = sub.add_parser(
@@ -457,16 +463,7 @@ def cmd_finetune(args) -> int:
 def cmd_drawings(args) -> int:
     from .store import DrawingStore, export_idx, export_pngs, import_folder
 
-    if args.action in ("export", "import") and len(args.args) != 1:
-        raise DigitosError(f"drawings {args.action} takes one folder")
-    if args.action in ("show", "delete") and not args.args:
-        raise DigitosError(f"drawings {args.action} takes drawing ids")
-    ids = []
-    if args.action in ("show", "delete"):
-        try:
-            ids = [int(a) for a in args.args]
-        except ValueError:
-            raise DigitosError("drawing ids are whole numbers (see digitos drawings list)") from None
+    ids = getattr(args, "ids", [])
     with DrawingStore(args.db, create=args.action == "import") as store:
         if args.action == "list":
             counts, digits = store.counts(), store.digit_counts()
@@ -492,15 +489,15 @@ def cmd_drawings(args) -> int:
             print(f"deleted {store.delete(ids)} drawing(s)")
         elif args.action == "export":
             if args.format == "png":
-                print(f"wrote {export_pngs(store, args.args[0])} images to {args.args[0]}")
+                print(f"wrote {export_pngs(store, args.folder)} images to {args.folder}")
             else:
-                n = export_idx(store, args.args[0])
+                n = export_idx(store, args.folder)
                 print(f"wrote {n['train']} training and {n['test']} test digits as IDX files to "
-                      f"{args.args[0]}  (read them with --dataset idx --data-dir {args.args[0]})")
+                      f"{args.folder}  (read them with --dataset idx --data-dir {args.folder})")
         else:
             from .predict import load_reader
 
-            stored, problems = import_folder(store, args.args[0], load_reader(args.checkpoint))
+            stored, problems = import_folder(store, args.folder, load_reader(args.checkpoint))
             for p in problems:
                 print(f"digitos: skipped: {p}", file=sys.stderr)
             print(f"imported {stored} drawing(s) into {store.path}")
