@@ -85,6 +85,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"{label}: {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's asides on odd files: not the user's concern
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=_formats())
             w, h = img.size
