@@ -183,9 +183,12 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
 def find_ink(img: Image.Image, name: str = "image") -> Ink:
     """Ink strength and mask of a decoded image, at a working scale of at most WORK_SIDE px."""
     grey, scale = working_grey(img)
-    paper_level = float(np.median(_border(grey)))  # paper fills the border, whatever the mean
+    frame = _border(grey)
+    paper_level = float(np.median(frame))  # paper fills the border, whatever the mean
     dark_ink = paper_level >= 0.5
-    paper = _paper(grey, dark_ink)
+    # A drawing saved from a program has paper of one exact grey: no shadows to estimate.
+    flat = frame.min() == frame.max()
+    paper = np.full_like(grey, paper_level) if flat else _paper(grey, dark_ink)
     ink = np.clip(paper - grey if dark_ink else grey - paper, 0.0, None)
     strength = _strength(ink)
     # Block means shrink a thin stroke's contrast as they shrink the noise: the bar for
