@@ -36,6 +36,13 @@ class ImageError(DigitosError):
     """An image that cannot be read as a digit; the message says why."""
 
 
+class NoInk(ImageError):
+    """An image that decodes but holds no writing (blank, or nearly uniform)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name}: no ink found (a blank or nearly uniform image)")
+
+
 @dataclass
 class Ink:
     """Where the ink is, at the working scale."""
@@ -152,8 +159,9 @@ def _strength(ink: np.ndarray) -> float:
     peak = float(ink.max()) if ink.size else 0.0
     if peak <= 0:
         return 0.0
-    rows = np.nonzero((ink >= peak / 3).any(axis=1))[0]
-    cols = np.nonzero((ink >= peak / 3).any(axis=0))[0]
+    strong = ink >= peak / 3
+    rows = np.nonzero(strong.any(axis=1))[0]
+    cols = np.nonzero(strong.any(axis=0))[0]
     part = ink[max(rows[0] - 1, 0): rows[-1] + 2, max(cols[0] - 1, 0): cols[-1] + 2]
     return float(ndimage.uniform_filter(part, 3, mode="constant").max())
 
@@ -194,13 +202,13 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     # Block means shrink a thin stroke's contrast as they shrink the noise: the bar for
     # "there is ink at all" is lowered with them (by less, as camera noise is not white).
     if strength < 0.1 / scale ** 0.5:
-        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
+        raise NoInk(name)
     ink = np.clip(ink / strength, 0.0, 1.0)
     ink[ink < NOISE_FLOOR] = 0.0
     mask = ink >= INK_LEVEL
     mask &= ~_ruled_lines(mask)
     if not mask.any():
-        raise ImageError(f"{name}: no ink found (a blank or nearly uniform image)")
+        raise NoInk(name)
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
     # Only the writing and a margin around it are kept: what follows costs what the ink costs.
     ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]

@@ -31,8 +31,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import __version__
 from ..errors import DigitosError
+from ..ink import ImageError, NoInk
 from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
-from ..preprocess import ImageError
 from ..store import check_label
 
 STATIC = Path(__file__).parent / "static"
@@ -363,10 +363,9 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
 
                 drawing = await anyio.to_thread.run_sync(read_and_keep, limiter=workers)
         except TimeoutError:
-            return error(503, f"the request took over {limits.request_timeout:g} s",
-                         {"Retry-After": "1"})
+            return _over_time(limits)
         except ImageError as e:
-            return error(422 if "no ink" in str(e) else 400, str(e))
+            return _refused(e)
         except DigitosError as e:  # a bad label
             return error(400, str(e))
         return JSONResponse({"id": drawing, "label": label}, status_code=201)
@@ -385,12 +384,20 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
                 return await anyio.to_thread.run_sync(answer, reader, data, name, explain,
                                                       limiter=workers, abandon_on_cancel=True)
         except TimeoutError:
-            return error(503, f"the request took over {limits.request_timeout:g} s",
-                         {"Retry-After": "1"})
+            return _over_time(limits)
         except ImageError as e:
-            return error(422 if "no ink" in str(e) else 400, str(e))
+            return _refused(e)
 
     return app
+
+
+def _refused(e: ImageError) -> JSONResponse:
+    """422 for an image with no ink in it, 400 for one that cannot be read at all."""
+    return error(422 if isinstance(e, NoInk) else 400, str(e))
+
+
+def _over_time(limits: Limits) -> JSONResponse:
+    return error(503, f"the request took over {limits.request_timeout:g} s", {"Retry-After": "1"})
 
 
 async def _image_of(request: Request) -> tuple[bytes, str] | JSONResponse:
