@@ -27,11 +27,18 @@ from .ink import (
     join,
 )
 from .loader import inference_layout, to_input, uses_channels_last
-from .preprocess import ImageError, Preprocessed, digit_to_mnist, open_image, preprocess_file, save_pixels
+from .preprocess import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    Preprocessed,
+    digit_to_mnist,
+    open_image,
+    preprocess_file,
+    save_pixels,
+)
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
 UNSURE_BELOW = 0.7  # a reading under this probability is reported as unsure
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass

@@ -33,6 +33,8 @@ MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long num
 # MPO is how phones save JPEGs with a depth map.
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, BMP, GIF, WebP or TIFF"
+# The file names of those formats, for looking through folders.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 BOX = 20  # MNIST: the digit's longer side
 FIELD = 28  # MNIST: the image side
 STROKE = 2.0  # pixels: the thinnest stroke, in the 20-px box, that we let a digit have

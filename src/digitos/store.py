@@ -11,6 +11,7 @@ digits keeps the 28x28 the model saw and its box. The 28x28s are what fine-tunin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -117,8 +118,7 @@ class DrawingStore:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at each checkpoint
         if version < SCHEMA_VERSION:
-            db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it
-            try:
+            with self._transaction():  # one process migrates; the others wait, then see it
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 for v in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[v].split(";"):
@@ -126,10 +126,6 @@ class DrawingStore:
                             db.execute(statement)
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         problem = db.execute("PRAGMA quick_check").fetchone()[0]
         if problem != "ok":
             raise DigitosError(f"{self.path}: the database is damaged ({problem})")
@@ -157,9 +153,12 @@ class DrawingStore:
         else:
             read_as = reading.number
             confidence = min(d.reading.confidence for d in reading.digits)
-        seen = reading.digits if label != NOT_A_DIGIT and reading.digits else [reading.whole]
-        per_digit = (list(label) if len(label) == len(seen) else [None] * len(seen)) \
-            if label != NOT_A_DIGIT else [NOT_A_DIGIT]
+        if label == NOT_A_DIGIT:
+            seen, per_digit = [reading.whole], [NOT_A_DIGIT]
+        else:
+            seen = reading.digits or [reading.whole]
+            # Each digit its character of the label, when the reading found as many.
+            per_digit = list(label) if len(label) == len(seen) else [None] * len(seen)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._transaction() as db:
             cur = db.execute("INSERT INTO drawings (created, image, label, reading, confidence, model)"
@@ -179,18 +178,17 @@ class DrawingStore:
                 n += db.execute("DELETE FROM drawings WHERE id = ?", (int(i),)).rowcount
         return n
 
-    def _transaction(self):
-        store = self
-
-        class _T:
-            def __enter__(self):
-                store.db.execute("BEGIN IMMEDIATE")
-                return store.db
-
-            def __exit__(self, kind, value, tb):
-                store.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-        return _T()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (no upgrade from a read lock to deadlock on):
+        committed when the block ends, rolled back when it raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # --- reading ---
 
@@ -236,11 +234,10 @@ class DrawingStore:
 
 # --- labelled images on disk: export, import, and what fine-tuning reads -----------------
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
 def labelled_files(folder: str | Path) -> list[tuple[Path, str]]:
     """(path, label) for `<label>/*.png` and `<label>_*.png` (any image suffix) under folder."""
+    from .preprocess import IMAGE_SUFFIXES
+
     folder = Path(folder)
     if not folder.is_dir():
         raise DigitosError(f"{folder}: no such folder")
