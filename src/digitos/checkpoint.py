@@ -56,6 +56,11 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def cpu_state(model: nn.Module) -> dict:
+    """A copy of the model's state_dict on the CPU (wrappers taken off): what checkpoints hold."""
+    return {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
+
+
 def make_checkpoint(
     model: nn.Module,
     model_name: str,
@@ -68,7 +73,7 @@ def make_checkpoint(
     config: dict | None = None,
     tta: bool = False,
 ) -> dict:
-    state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
+    state = cpu_state(model)
     return {
         "format": FORMAT,
         "digitos_version": __version__,

@@ -98,16 +98,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def _model_name(text: str) -> str:
-    """A registered model's name, matched without regard to case."""
-    from .models import list_models
+    """A registered model's name, matched without regard to case (models.model_name)."""
+    from .models import model_name
 
-    names = list_models()
-    for name in names:
-        if name.lower() == text.lower():
-            return name
-    guess = difflib.get_close_matches(text.lower(), [n.lower() for n in names], n=1)
-    hint = f"; did you mean {[n for n in names if n.lower() == guess[0]][0]}?" if guess else ""
-    raise argparse.ArgumentTypeError(f"unknown model '{text}'{hint} (see digitos models)")
+    try:
+        return model_name(text)
+    except DigitosError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+DB_HELP = "the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)"
 
 
 def _add_weights_args(p: argparse.ArgumentParser) -> None:
@@ -277,15 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     p.add_argument("--collect", action="store_true",
                    help="keep the drawings people mark right or wrong on the page, in --db")
-    p.add_argument("--db", metavar="PATH",
-                   help="the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)")
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "drawings", help="the drawings people corrected: list, show, export, import, delete",
         description="The drawings database that `digitos serve --collect` fills.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
-    db_help = "the drawings database (default: ~/.local/share/digitos/drawings.sqlite3)"
     a = actions.add_parser("list", help="drawings per label, and labelled digits")
     a.add_argument("--json", action="store_true", help="one JSON object")
     a = actions.add_parser("show", help="one line per drawing: label, reading, model, digits")
@@ -302,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = actions.add_parser("delete", help="remove drawings and their digits")
     a.add_argument("ids", nargs="+", type=int, metavar="ID")
     for a in actions.choices.values():
-        a.add_argument("--db", metavar="PATH", help=db_help)
+        a.add_argument("--db", metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_drawings)
 
     p = sub.add_parser(
@@ -417,7 +415,8 @@ def cmd_train(args) -> int:
         if args.out and Path(args.out) != Path(args.resume):
             raise DigitosError("--resume RUN_DIR continues that folder; leave out --out")
         # Options given again must be the run's; defaults left alone are not "given".
-        given = {k: v for k, v in options.items() if v is not None and v != _PARSER_DEFAULTS.get(k)}
+        defaults = vars(build_parser().parse_args(["train"]))  # what was not typed
+        given = {k: v for k, v in options.items() if v is not None and v != defaults.get(k)}
         cfg = config_for_resume(args.resume, given | ({"recipe": args.recipe}
                                                       if args.recipe != "default" else {}))
     else:
@@ -433,11 +432,6 @@ def cmd_train(args) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
-
-
-# What the train parser fills in when an option is not given (not "given" when resuming).
-_PARSER_DEFAULTS = {"dataset": "mnist", "split": "holdout", "val_size": 5000, "seed": 0,
-                    "device": "auto"}
 
 
 def cmd_finetune(args) -> int:

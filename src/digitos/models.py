@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,13 +53,21 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
+def model_name(name: str) -> str:
+    """A registered model's name as registered, matched in any case ('digitnet' is DigitNet);
+    an unknown name is refused with the closest one as a guess."""
+    found = next((n for n in _REGISTRY if n.lower() == name.lower()), None)
+    if found is None:
+        lower = {n.lower(): n for n in _REGISTRY}
+        guess = difflib.get_close_matches(name.lower(), list(lower), n=1)
+        hint = f"; did you mean {lower[guess[0]]}?" if guess else f"; choose from {', '.join(_REGISTRY)}"
+        raise DigitosError(f"unknown model '{name}'{hint} (see digitos models)")
+    return found
+
+
 def get_entry(name: str) -> ModelEntry:
-    """A registered model by name (any case: 'digitnet' is DigitNet)."""
-    if name not in _REGISTRY:
-        name = next((n for n in _REGISTRY if n.lower() == name.lower()), name)
-    if name not in _REGISTRY:
-        raise DigitosError(f"unknown model '{name}'; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    """A registered model by name, in any case."""
+    return _REGISTRY[model_name(name)]
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
@@ -71,12 +80,15 @@ def create_model(name: str, **kwargs) -> nn.Module:
         if key not in params:
             raise DigitosError(f"model '{entry.build.__name__}' takes no argument '{key}'; it takes: "
                                + (", ".join(params) or "none"))
-        default = params[key].default
         # Arguments typed like their defaults: width=abc is refused here, not deep inside.
-        if isinstance(default, bool) and not isinstance(value, bool) or (
-                isinstance(default, int | float) and not isinstance(default, bool)
-                and (isinstance(value, bool) or not isinstance(value, int | float))):
-            kind = "true or false" if isinstance(default, bool) else "a number"
+        default = params[key].default
+        if isinstance(default, bool):
+            kind, fits = "true or false", isinstance(value, bool)
+        elif isinstance(default, int | float):
+            kind, fits = "a number", isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            kind, fits = "", True
+        if not fits:
             raise DigitosError(f"model '{entry.build.__name__}': {key} must be {kind}, got {value!r}")
     try:
         return entry.build(**kwargs)

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import make_checkpoint, save_checkpoint, unwrap
+from .checkpoint import cpu_state, make_checkpoint, save_checkpoint, unwrap
 from .datasets import Split, Splits, load_dataset, make_splits
 from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
@@ -457,7 +457,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                 rngs = _gather_rng(train_batches, device, world)
                 if main:
                     last = ckpt | {"resume": {
-                        "model": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()},
+                        "model": cpu_state(model),
                         "ema": ema.model.state_dict() if ema is not None else None,
                         "ema_steps": ema.steps if ema is not None else 0,
                         "optimizer": opt.state_dict(),
@@ -472,7 +472,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                             _write_history(out, history)
                             save_checkpoint(out / "last.pt", last)
                         except OSError as e:
-                            kept_epoch = _saved_epoch(out)
+                            kept_epoch = run_status(out).epoch
                             raise DigitosError(
                                 f"cannot write the run folder {out}: {e.strerror or e}; "
                                 + (f"{out / 'last.pt'} (epoch {kept_epoch}) is kept" if kept_epoch
@@ -489,7 +489,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                     break
         except KeyboardInterrupt:
             code = 143 if signals.received == signal.SIGTERM else 130
-            done = _saved_epoch(out)
+            done = run_status(out).epoch
             if main:
                 with contextlib.suppress(OSError):
                     _write_config(out, config, "interrupted")
@@ -503,14 +503,6 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     if world > 1:
         dist.barrier()
     return out
-
-
-def _saved_epoch(out: Path) -> int:
-    """The epoch last.pt holds (0 when there is none)."""
-    try:
-        return int(torch.load(out / "last.pt", weights_only=True, map_location="cpu")["epoch"])
-    except Exception:
-        return 0
 
 
 def _rng_state(batches: Batches, device: torch.device) -> dict:
