@@ -329,7 +329,8 @@ def load_dataset(
     first = roles[1]  # the first labels file read: train's, or test's when only test is read
     classes = spec.classes or _classes_from_labels(arrays[first], files[first])
     files = {r: files[r] for r in roles}
-    splits = {part: Split(torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    shape = tuple(arrays[roles[0]].shape[1:])  # the images' size, for a part left unread
+    splits = {part: Split(torch.zeros(0, *shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
               for part in ("train", "test")}
     for part in parts:
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -186,7 +187,11 @@ class GuardedH11(H11Protocol):
 def settings_from_env() -> tuple[dict, Limits, str | None]:
     """What to load (checkpoint, or model and weights), the limits `serve` chose, and the
     drawings database when collecting."""
-    raw = os.environ.get(SETTINGS_ENV)
+    return _settings(os.environ.get(SETTINGS_ENV))
+
+
+@functools.lru_cache(maxsize=4)  # read by every new connection: parsed once per setting
+def _settings(raw: str | None) -> tuple[dict, Limits, str | None]:
     if not raw:
         return {}, Limits(), None
     saved = json.loads(raw)
