@@ -6,8 +6,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from test_preprocess import png
 
 from digitos.drawings import render_number
-from digitos.ink import find_groups, find_ink
-from digitos.predict import read_image
+from digitos.ink import Group, between, cut_paths, find_groups, find_ink
+from digitos.predict import Reading, read_image
 
 
 def mnist_on_page(digit, size, page, at, ink=30):
@@ -102,6 +102,83 @@ def test_a_five_with_a_detached_top_bar_is_one_digit(reader):
     assert result.number == "5"
 
 
+def test_a_five_whose_bar_is_drawn_off_to_the_right_is_one_digit(reader):
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(200, 70), (330, 60)], fill=0, width=16)  # the bar, mostly right of the body
+    draw.line([(160, 100), (150, 190)], fill=0, width=16)
+    draw.arc([(120, 160), (280, 330)], start=-150, end=140, fill=0, width=16)
+    assert len(find_groups(find_ink(page))) == 1
+    assert read_image(reader, png(page), "five.png").number == "5"
+
+
+def test_a_line_under_a_digit_and_off_to_the_side_is_not_part_of_it():
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.ellipse([(130, 60), (270, 300)], outline=0, width=16)  # a 0
+    draw.line([(240, 330), (390, 330)], fill=0, width=6)  # the edge of a table, below it
+    groups = find_groups(find_ink(page))
+    assert len(groups) == 1
+    left, top, right, bottom = groups[0].box
+    assert bottom - top < 260 and right - left < 160  # the 0 alone, without the line
+
+
+def leaning_pair() -> np.ndarray:
+    """Two strokes leaning the same way, side by side, joined by a short bridge: no straight
+    column parts them (their x-ranges overlap), a winding cut does."""
+    mask = np.zeros((100, 120), bool)
+    for y in range(100):
+        x = 60 - y // 2  # leaning: from top right to bottom left
+        mask[y, x: x + 8] = True  # the first stroke
+        mask[y, x + 30: x + 38] = True  # the second, 22 px to its right
+    mask[48:52, 45:70] = True  # where they touch
+    return mask
+
+
+def test_cut_paths_wind_between_leaning_digits_that_touch():
+    mask = leaning_pair()
+    ys, xs = np.nonzero(mask)
+    group = Group(mask, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    first = np.zeros_like(mask)
+    for y in range(100):
+        first[y, 60 - y // 2: 68 - y // 2] = True
+    best = []
+    for path in cut_paths(group, most=4):
+        left = between(group, group.box[0], path)
+        if left is not None:
+            best.append((left.mask ^ first).sum())  # pixels on the wrong side of this cut
+    # Only the bridge's pixels may fall on the wrong side; a straight column splits both strokes.
+    assert best and min(best) <= 4 * 25
+    straight = between(group, group.box[0], (group.box[0] + group.box[2]) // 2)
+    assert (straight.mask ^ first).sum() > 4 * 25
+
+
+class _Sure:
+    """A stand-in reader that reads every piece as a 1 with a given confidence."""
+
+    classes = [str(i) for i in range(10)]
+
+    def __init__(self, confidence):
+        self.confidence = confidence
+
+    def read_many(self, pixels):
+        p = [(1 - self.confidence) / 9] * 10
+        p[1] = self.confidence
+        return [Reading("1", self.confidence, p, False, self.classes) for _ in pixels]
+
+
+@pytest.mark.parametrize(("confidence", "number"), [(0.95, "11"), (0.5, "")])
+def test_pieces_that_read_as_digits_only_unsurely_are_not_a_number(confidence, number):
+    """Letters and doodles cut into digit-like pieces read unsurely; a number's digits do not."""
+    page = Image.new("L", (400, 240), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(100, 40), (100, 200)], fill=0, width=14)
+    draw.line([(300, 40), (300, 200)], fill=0, width=14)
+    result = read_image(_Sure(confidence), png(page), "two.png")
+    assert result.number == number
+    assert result.not_a_digit == (number == "")
+
+
 def test_a_four_drawn_in_two_strokes_is_one_digit():
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)
@@ -136,4 +213,4 @@ def test_numbers_of_mnist_test_digits_read_whole(mnist, reader, touch):
         assert drawing.touching == (touch == 1.0)
         result = read_image(reader, drawing.data)
         right += result.number == drawing.number
-    assert right >= (18 if touch == 0 else 12)  # measured: 20 and 13 of 20
+    assert right >= (18 if touch == 0 else 14)  # measured: 20 and 16 of 20 (13 with straight cuts)

@@ -29,6 +29,7 @@ SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
 NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
 OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
+STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
 
 
@@ -293,17 +294,23 @@ def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> b
     """Whether two pieces of ink are parts of one digit, judged by their boxes.
 
     They are when their x-ranges overlap by half the narrower one (a 5's detached bar above
-    its body), or when a much shorter piece stands right beside a taller one (the open top of
-    a 4 drawn apart from its stem). Two digits side by side are about equally tall.
+    its body); when a much shorter piece lies just above a taller one and partly over it (a
+    5's bar drawn off to the right; a line *under* a digit is not part of it); or when a much
+    shorter piece stands right beside a taller one (the open top of a 4 drawn apart from its
+    stem). Two digits side by side are about equally tall.
     """
     wa, wb = a[2] - a[0], b[2] - b[0]
     ha, hb = a[3] - a[1], b[3] - b[1]
     overlap = min(a[2], b[2]) - max(a[0], b[0])
     if overlap >= OVERLAP * min(wa, wb):
         return True
-    gap = -overlap
-    rows = min(a[3], b[3]) - max(a[1], b[1])
-    return gap <= 0.1 * max(ha, hb) and rows > 0 and min(ha, hb) < 0.6 * max(ha, hb)
+    short = min(ha, hb) < 0.6 * max(ha, hb)
+    rows = min(a[3], b[3]) - max(a[1], b[1])  # negative: the gap between them, vertically
+    small, tall = (a, b) if ha < hb else (b, a)
+    above = small[3] <= tall[1] + 0.1 * (tall[3] - tall[1])
+    if overlap > 0 and short and above and -rows <= 0.25 * max(ha, hb):
+        return True
+    return -overlap <= 0.1 * max(ha, hb) and rows > 0 and short
 
 
 def _merge_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
@@ -332,37 +339,71 @@ def group_ink(ink: Ink, group: Group) -> np.ndarray:
     return np.where(near, ink.strength[y0:y1, x0:x1], 0.0).astype(np.float32)
 
 
-def columns(group: Group, start: int, stop: int) -> Group | None:
-    """The part of a digit's ink between two columns of the working image (None if empty)."""
-    mask = np.zeros_like(group.mask)
-    mask[:, start:stop] = group.mask[:, start:stop]
-    ys, xs = np.nonzero(mask[:, start:stop])
+def between(group: Group, start: int | np.ndarray, stop: int | np.ndarray) -> Group | None:
+    """The part of a digit's ink right of one cut and left of another (None if empty).
+
+    A cut is a column of the working image, or a path: one column per row of the group's box,
+    as `cut_paths` gives them, so a cut can wind between two digits that overlap.
+    """
+    left, top, right, bottom = group.box
+    x = np.arange(left, right)
+    lo = np.broadcast_to(np.asarray(start), (bottom - top,))[:, None]
+    hi = np.broadcast_to(np.asarray(stop), (bottom - top,))[:, None]
+    inside = group.mask[top:bottom, left:right] & (x >= lo) & (x < hi)
+    ys, xs = np.nonzero(inside)
     if len(ys) == 0:
         return None
-    return Group(mask, (start + int(xs.min()), int(ys.min()), start + int(xs.max()) + 1,
-                        int(ys.max()) + 1))
+    mask = np.zeros_like(group.mask)
+    mask[top:bottom, left:right] = inside
+    return Group(mask, (left + int(xs.min()), top + int(ys.min()), left + int(xs.max()) + 1,
+                        top + int(ys.max()) + 1))
 
 
-def cut_candidates(group: Group, most: int = 10) -> list[int]:
-    """Columns where touching digits may meet: the deepest valleys of the ink's column profile,
-    left to right. None lies within a tenth of the height of either end."""
+def cut_paths(group: Group, most: int = 10) -> list[np.ndarray]:
+    """Paths from the top of a digit's box to its bottom that cross the least ink, left to
+    right: where touching digits may meet. A straight cut through two digits that overlap or
+    lean leaves a piece of each on both sides; a path that winds between them does not.
+
+    Paths start every tenth of the height along the box and may move one column per row (up
+    to half the height away from their start: a leaning hand), paying a little for each
+    such step, so that on bare paper they stay straight. The `most` that cross the least ink
+    and lie apart are kept.
+    """
     left, top, right, bottom = group.box
     width, height = right - left, bottom - top
-    profile = group.mask[top:bottom, left:right].sum(axis=0).astype(np.float32)
-    profile = ndimage.uniform_filter1d(profile, max(1, height // 20))
-    edge = max(2, height // 10)
+    edge = max(2, height // 20)
     if width - 2 * edge < 3:
         return []
-    inner = profile[edge: width - edge]
-    is_min = np.r_[True, inner[1:-1] <= np.minimum(inner[:-2], inner[2:]), True]
+    starts = np.arange(left + edge, right - edge, max(1, height // 10))
+    band = max(1, height // 2)
+    offsets = np.arange(-band, band + 1)
+    cols = starts[:, None] + offsets[None, :]  # (K, B): the columns each path may visit
+    outside = np.where((cols < left + edge) | (cols >= right - edge), np.inf, 0.0)
+    cols = np.clip(cols, left, right - 1)
+    ink = group.mask[top:bottom].astype(np.float32)
+    total = ink[0][cols] + outside
+    back = np.zeros((height, *cols.shape), np.int8)  # the step into each cell: -1, 0 or +1
+    for y in range(1, height):
+        from_left, from_right = np.roll(total, 1, 1) + STEP_COST, np.roll(total, -1, 1) + STEP_COST
+        from_left[:, 0] = np.inf
+        from_right[:, -1] = np.inf
+        steps = np.stack([from_left, total, from_right])  # came from column -1, 0, +1
+        choice = steps.argmin(0)
+        total = np.take_along_axis(steps, choice[None], 0)[0] + ink[y][cols] + outside
+        back[y] = choice - 1
+    ends = total.argmin(1)
     apart = max(2, height // 8)
-    picks: list[int] = []
-    for i in np.argsort(inner, kind="stable"):
-        if is_min[i] and all(abs(i - p) >= apart for p in picks):
-            picks.append(int(i))
+    picks: list[np.ndarray] = []
+    for k in np.argsort(total[np.arange(len(starts)), ends], kind="stable"):
+        j, path = int(ends[k]), np.empty(height, np.int64)
+        for y in range(height - 1, -1, -1):
+            path[y] = cols[k, j]
+            j += int(back[y, k, j])  # the column this path came from, one row up
+        if all(np.abs(path - p).mean() >= apart for p in picks):
+            picks.append(path)
             if len(picks) == most:
                 break
-    return sorted(left + edge + p for p in picks)
+    return sorted(picks, key=lambda p: float(p.mean()))
 
 
 def box_in_input(ink: Ink, box: tuple[int, int, int, int]) -> list[int]:

@@ -18,9 +18,9 @@ from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
     Group,
     Ink,
+    between,
     box_in_input,
-    columns,
-    cut_candidates,
+    cut_paths,
     find_groups,
     find_ink,
     group_ink,
@@ -141,9 +141,10 @@ def predict_file(reader: Reader, source: str | Path | bytes,
 
 
 SPLIT_WIDER_THAN = 0.7  # writing wider than this times its height may be touching digits
+SPLIT_NOT_A_DIGIT = 0.4  # ...or than this, when it reads as no digit beside digits
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
-MOST_DIGITS = 12  # a number longer than this is not split further
+NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
 
 
 @dataclass
@@ -179,7 +180,9 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     ink = find_ink(open_image(source, label), label)
     groups = find_groups(ink)
     first = _read_groups(reader, ink, groups)
-    pieces = [d for p in first for d in _segment(reader, ink, p)]
+    # Among other digits, a piece that reads as no digit is most likely digits pushed together.
+    in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
+    pieces = [d for p in first for d in _segment(reader, ink, p, in_number)]
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
     if len(pieces) == 1:
@@ -187,12 +190,19 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         digits = [] if not_digit else [everything]
     else:
         digits = [p for p in pieces if not p.not_a_digit]
-        # Most of the writing is not digits (a word, a doodle in pieces): not a number.
-        not_digit = len(digits) * 2 <= len(pieces)
+        # Most of the writing is not digits, or its pieces read as digits only unsurely (a
+        # word, a doodle, a letter cut into digit-like pieces): not a number.
+        not_digit = len(digits) * 2 <= len(pieces) or _surety(digits) < NUMBER_SURE
         if not_digit:
             digits = []
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
+
+
+def _surety(digits: list[DigitReading]) -> float:
+    """The geometric mean of the digits' confidences: how surely they read, as a whole."""
+    return math.exp(sum(math.log(max(d.reading.confidence, 1e-6)) for d in digits)
+                    / len(digits))
 
 
 def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitReading]:
@@ -204,17 +214,20 @@ def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitRea
             for r, p, g in zip(readings, pixels, groups, strict=True)]
 
 
-def _segment(reader: Reader, ink: Ink, piece: DigitReading) -> list[DigitReading]:
+def _segment(reader: Reader, ink: Ink, piece: DigitReading,
+             in_number: bool = False) -> list[DigitReading]:
     """Touching digits cut apart: the cuts whose pieces read most surely, or no cut at all.
 
-    Cuts are tried at the valleys of the ink's column profile. Every run of columns between two
-    cuts is read (all in one pass of the model), and the split chosen is the one that
-    maximises the product of its pieces' probabilities, so a cut must make both pieces read
-    more surely than the whole did. Reading "not a digit" counts as a probability of 1%.
+    Cuts are paths that wind between the digits through the least ink (`ink.cut_paths`).
+    Every run of ink between two cuts is read (all in one pass of the model), and the split
+    chosen is the one that maximises the product of its pieces' probabilities, so a cut must
+    make both pieces read more surely than the whole did. Reading "not a digit" counts as a
+    probability of 1%.
     """
     left, top, right, bottom = piece.group.box
     height = bottom - top
-    if right - left <= SPLIT_WIDER_THAN * height:
+    narrowest = SPLIT_NOT_A_DIGIT if piece.not_a_digit and in_number else SPLIT_WIDER_THAN
+    if right - left <= narrowest * height:
         return [piece]
     if not piece.not_a_digit and piece.reading.confidence >= EXTRA_DIGIT:
         # No split can win: two pieces score at most EXTRA_DIGIT (both read at 100%) against
@@ -222,13 +235,13 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading) -> list[DigitReading
         return [piece]
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
-    edges = [left, *cut_candidates(piece.group, most), right]
+    edges = [left, *cut_paths(piece.group, most), right]
     spans, groups = [], []
     for i in range(len(edges)):
         for j in range(i + 1, len(edges)):
             if (i, j) == (0, len(edges) - 1):
                 continue  # the whole piece, read already
-            part = columns(piece.group, edges[i], edges[j])
+            part = between(piece.group, edges[i], edges[j])
             if part is not None and part.box[2] - part.box[0] >= NARROWEST * height:
                 spans.append((i, j))
                 groups.append(part)
