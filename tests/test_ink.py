@@ -179,6 +179,17 @@ def test_pieces_that_read_as_digits_only_unsurely_are_not_a_number(confidence, n
     assert result.not_a_digit == (number == "")
 
 
+@pytest.mark.parametrize(("short_top", "number"), [(60, "11"), (150, "")])
+def test_pieces_of_very_unlike_heights_are_not_a_number(short_top, number):
+    """The digits of one number are about as tall as each other."""
+    page = Image.new("L", (400, 240), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(100, 40), (100, 200)], fill=0, width=14)
+    draw.line([(300, short_top), (300, 200)], fill=0, width=14)  # 140 or 50 px against 160
+    result = read_image(_Sure(0.95), png(page), "two.png")
+    assert result.number == number
+
+
 def test_a_four_drawn_in_two_strokes_is_one_digit():
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)

@@ -145,6 +145,7 @@ SPLIT_NOT_A_DIGIT = 0.4  # ...or than this, when it reads as no digit beside dig
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
 NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
+SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 
 
 @dataclass
@@ -192,7 +193,8 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         digits = [p for p in pieces if not p.not_a_digit]
         # Most of the writing is not digits, or its pieces read as digits only unsurely (a
         # word, a doodle, a letter cut into digit-like pieces): not a number.
-        not_digit = len(digits) * 2 <= len(pieces) or _surety(digits) < NUMBER_SURE
+        not_digit = (len(digits) * 2 <= len(pieces) or _surety(digits) < NUMBER_SURE
+                     or not _alike(digits))
         if not_digit:
             digits = []
     number = "".join(d.reading.digit for d in digits)
@@ -203,6 +205,13 @@ def _surety(digits: list[DigitReading]) -> float:
     """The geometric mean of the digits' confidences: how surely they read, as a whole."""
     return math.exp(sum(math.log(max(d.reading.confidence, 1e-6)) for d in digits)
                     / len(digits))
+
+
+def _alike(digits: list[DigitReading]) -> bool:
+    """Whether pieces are about as tall as each other, as the digits of one number are: the
+    shortest at least SAME_HEIGHT of the tallest."""
+    heights = [d.group.box[3] - d.group.box[1] for d in digits]
+    return min(heights) >= SAME_HEIGHT * max(heights)
 
 
 def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitReading]:
