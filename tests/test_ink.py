@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from test_preprocess import png
 
+from digitos import predict
 from digitos.drawings import render_number
 from digitos.ink import Group, between, cut_paths, find_groups, find_ink
 from digitos.predict import Reading, read_image
@@ -188,6 +189,41 @@ def test_pieces_of_very_unlike_heights_are_not_a_number(short_top, number):
     draw.line([(300, short_top), (300, 200)], fill=0, width=14)  # 140 or 50 px against 160
     result = read_image(_Sure(0.95), png(page), "two.png")
     assert result.number == number
+
+
+class _Bars:
+    """A stand-in reader that reads narrow ink as a sure 1 and anything wider as not a digit."""
+
+    classes = [*(str(i) for i in range(10)), "not a digit"]
+
+    def read_many(self, pixels):
+        out = []
+        for p in pixels:
+            wide = int((p > 100).any(dim=0).sum()) > 10
+            probs = [0.0] * 11
+            probs[10 if wide else 1] = 0.99
+            out.append(Reading(self.classes[10 if wide else 1], 0.99, probs, False, self.classes))
+        return out
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
+    """A letter like a Π, n, H or M (or a comb) is one stroke whose pieces each look like a 1:
+    it is no "11". The same bars written apart are."""
+    page = Image.new("L", (400, 600), 255)  # bars across most of a page are ruled lines
+    draw = ImageDraw.Draw(page)
+    for x in (100, 300):
+        draw.line([(x, 60 if joined else 80), (x, 300)], fill=0, width=14)
+    if joined:
+        draw.line([(100, 60), (300, 60)], fill=0, width=14)
+    def middle(group, most):  # the one cut that parts the two bars, whatever cut_paths finds
+        left, top, right, bottom = group.box
+        return [np.full(bottom - top, (left + right) // 2)]
+
+    monkeypatch.setattr(predict, "cut_paths", middle)
+    result = read_image(_Bars(), png(page), "comb.png")
+    assert result.number == ("" if joined else "11")
+    assert result.not_a_digit == joined
 
 
 def test_a_four_drawn_in_two_strokes_is_one_digit():

@@ -270,7 +270,10 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
         options = [(best[i][0] + log_p(read[(i, j)]), [*best[i][1], read[(i, j)]])
                    for i in range(j) if (i, j) in read and best[i][0] > -math.inf]
         best.append(max(options, key=lambda o: o[0]) if options else (-math.inf, []))
-    return best[-1][1] or [piece]
+    parts = best[-1][1] or [piece]
+    if len(parts) > 1 and all(p.reading.digit == "1" for p in parts):
+        return [piece]  # one stroke cut into bars only: an H, M, N, U or W, a comb, not 1s
+    return parts
 
 
 def not_a_digit_confidence(result: ImageReading) -> float:
