@@ -271,8 +271,8 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
                    for i in range(j) if (i, j) in read and best[i][0] > -math.inf]
         best.append(max(options, key=lambda o: o[0]) if options else (-math.inf, []))
     parts = best[-1][1] or [piece]
-    if len(parts) > 1 and all(p.reading.digit == "1" for p in parts):
-        return [piece]  # one stroke cut into bars only: an H, M, N, U or W, a comb, not 1s
+    if len(parts) > 1 and not in_number and all(p.reading.digit == "1" for p in parts):
+        return [piece]  # one stroke cut into bars only: an n, H, M, U or W, a comb, not 1s
     return parts
 
 
