@@ -364,10 +364,10 @@ def cut_paths(group: Group, most: int = 10) -> list[np.ndarray]:
     right: where touching digits may meet. A straight cut through two digits that overlap or
     lean leaves a piece of each on both sides; a path that winds between them does not.
 
-    Paths start every tenth of the height along the box and may move one column per row (up
-    to half the height away from their start: a leaning hand), paying a little for each
-    such step, so that on bare paper they stay straight. The `most` that cross the least ink
-    and lie apart are kept.
+    One path is sought around every tenth of the height along the box, within half the
+    height on either side (a leaning hand). A path moves at most one column per row and pays
+    a little for each such step, so that on bare paper it runs straight. The `most` that
+    cross the least ink and lie apart are kept.
     """
     left, top, right, bottom = group.box
     width, height = right - left, bottom - top
