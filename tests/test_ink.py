@@ -154,7 +154,13 @@ def test_cut_paths_wind_between_leaning_digits_that_touch():
     assert (straight.mask ^ first).sum() > 4 * 25
 
 
-class _Sure:
+class _StandIn:
+    """A reader's classes, for the stand-ins below."""
+
+    classes = [*(str(i) for i in range(10)), "not a digit"]
+
+
+class _Sure(_StandIn):
     """A stand-in reader that reads every piece as a 1 with a given confidence."""
 
     classes = [str(i) for i in range(10)]
@@ -191,10 +197,8 @@ def test_pieces_of_very_unlike_heights_are_not_a_number(short_top, number):
     assert result.number == number
 
 
-class _Bars:
+class _Bars(_StandIn):
     """A stand-in reader that reads narrow ink as a sure 1 and anything wider as not a digit."""
-
-    classes = [*(str(i) for i in range(10)), "not a digit"]
 
     def read_many(self, pixels):
         out = []
@@ -224,6 +228,40 @@ def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
     result = read_image(_Bars(), png(page), "comb.png")
     assert result.number == ("" if joined else "11")
     assert result.not_a_digit == joined
+
+
+class _OddSeven(_StandIn):
+    """A stand-in reader: narrow ink is a sure 1; wider ink is "not a digit" with a given
+    probability, and otherwise most likely a 7."""
+
+    def __init__(self, not_a_digit):
+        self.p = not_a_digit
+
+    def read_many(self, pixels):
+        out = []
+        for p in pixels:
+            if int((p > 100).any(dim=0).sum()) <= 10:
+                probs = [0.0] * 11
+                probs[1] = 1.0
+                out.append(Reading("1", 1.0, probs, False, self.classes))
+            else:
+                probs = [(1 - self.p) * 0.1 / 9] * 10 + [self.p]
+                probs[7] = (1 - self.p) * 0.9
+                out.append(Reading("not a digit", self.p, probs, False, self.classes))
+        return out
+
+
+@pytest.mark.parametrize(("not_a_digit", "number"), [(0.9, "17"), (0.99, "")])
+def test_beside_digits_a_piece_is_not_a_digit_only_when_very_sure(not_a_digit, number):
+    page = Image.new("L", (420, 300), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(80, 40), (80, 240)], fill=0, width=14)  # a 1
+    draw.line([(200, 40), (360, 40), (240, 240)], fill=0, width=14)  # an odd 7
+    result = read_image(_OddSeven(not_a_digit), png(page), "17.png")
+    assert result.number == number
+    if number:
+        assert result.digits[1].reading.confidence == pytest.approx(0.9)
+        assert result.digits[1].reading.unsure  # the model doubted it was a digit at all
 
 
 def test_a_four_drawn_in_two_strokes_is_one_digit():

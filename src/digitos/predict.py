@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -146,6 +146,7 @@ NARROWEST = 0.12  # a digit cut from touching ones is at least this times the he
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
 NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
+IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
 
 
 @dataclass
@@ -190,6 +191,8 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         not_digit = everything.not_a_digit
         digits = [] if not_digit else [everything]
     else:
+        if any(not p.not_a_digit for p in pieces):
+            pieces = [_in_number(p) for p in pieces]
         digits = [p for p in pieces if not p.not_a_digit]
         # Most of the writing is not digits, or its pieces read as digits only unsurely (a
         # word, a doodle, a letter cut into digit-like pieces): not a number.
@@ -199,6 +202,25 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
             digits = []
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
+
+
+def _in_number(piece: DigitReading) -> DigitReading:
+    """A piece read beside digits: "not a digit" only when the model is very sure of it.
+
+    Among other digits, a piece is far more likely a digit than it is alone (prior odds of
+    "not a digit" about ten times lower), so it needs IN_NUMBER_NOT_A_DIGIT instead of 75%;
+    otherwise it is its likeliest digit, with that digit's share of the digits' probability
+    as its confidence, and marked unsure: the model did doubt it was a digit. An odd 2 or 5
+    in a number is then read, not silently dropped.
+    """
+    r = piece.reading
+    if not r.not_a_digit or r.not_a_digit_probability >= IN_NUMBER_NOT_A_DIGIT:
+        return piece
+    digit_probabilities = r.digit_probabilities()
+    best = max(range(len(digit_probabilities)), key=digit_probabilities.__getitem__)
+    confidence = digit_probabilities[best] / max(sum(digit_probabilities), 1e-9)
+    return replace(piece, reading=Reading(str(best), confidence, r.probabilities, True,
+                                          r.classes))
 
 
 def _surety(digits: list[DigitReading]) -> float:
