@@ -192,7 +192,7 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         digits = [] if not_digit else [everything]
     else:
         if any(not p.not_a_digit for p in pieces):
-            pieces = [_in_number(p) for p in pieces]
+            pieces = [_read_beside_digits(p) for p in pieces]
         digits = [p for p in pieces if not p.not_a_digit]
         # Most of the writing is not digits, or its pieces read as digits only unsurely (a
         # word, a doodle, a letter cut into digit-like pieces): not a number.
@@ -204,7 +204,7 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
 
 
-def _in_number(piece: DigitReading) -> DigitReading:
+def _read_beside_digits(piece: DigitReading) -> DigitReading:
     """A piece read beside digits: "not a digit" only when the model is very sure of it.
 
     Among other digits, a piece is far more likely a digit than it is alone (prior odds of
