@@ -6,6 +6,7 @@ or as `digitos serve`) and talk to it through raw sockets, as a slow or hostile 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -305,6 +306,66 @@ def test_sigterm_with_a_request_in_flight_stops_the_server_quickly():
             proc.kill()
 
 
+def reading_processes(pid: int) -> list[int]:
+    """The reading processes `digitos serve` started (multiprocessing's "spawn" children)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    kids = []
+    for kid in map(int, out.split()):
+        with open(f"/proc/{kid}/cmdline", "rb") as f:
+            if b"spawn_main" in f.read():
+                kids.append(kid)
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its parent is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def post_canvas(url: str, data: bytes) -> tuple[int, dict]:
+    import base64
+
+    body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(data).decode()})
+    req = urllib.request.Request(url + "/api/predict", body.encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_serve_reads_in_processes_and_replaces_one_that_dies(mnist):
+    proc, url = start_serve(stdout=subprocess.PIPE)
+    try:
+        readers = reading_processes(proc.pid)
+        assert len(readers) >= 1
+        drawing = png(paper_drawing(mnist.test.images[0], 200))  # a 7
+        status, first = post_canvas(url, drawing)
+        assert status == 200 and first["number"] == "7"
+        os.kill(readers[0], signal.SIGKILL)
+        answers = [post_canvas(url, drawing) for _ in range(2 * len(readers) + 2)]
+        # The request that met the dead process (if any did) gets a 503; the rest are read.
+        assert sum(status == 503 for status, _ in answers) <= 1
+        assert answers[-1][0] == 200 and answers[-1][1]["number"] == "7"
+        assert "try again" in next((a["error"] for s, a in answers if s == 503), "try again")
+        after = reading_processes(proc.pid)
+        assert len(after) == len(readers) and readers[0] not in after
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert b"Traceback" not in proc.stdout.read()
+    time.sleep(0.5)
+    assert not any(alive(p) for p in after)  # none left behind
+
+
 # --- the API's contract, fuzzed ---------------------------------------------------------------
 
 def test_the_live_api_keeps_its_contract_under_fuzzing(tmp_path):
@@ -324,3 +385,40 @@ def test_the_live_api_keeps_its_contract_under_fuzzing(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_reading_processes_go_to_requests_first_come_first_served():
+    """A process that comes free goes to the request that has waited longest, even when a new
+    request arrives in the same turn of the event loop (asyncio.Queue would give it to the
+    newcomer and send the one it woke to the back)."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from digitos.web.readers import ReadingProcesses
+
+    pool = ReadingProcesses.__new__(ReadingProcesses)  # no real processes: the hand-out alone
+    pool.processes, pool._free, pool._waiting, pool._listening = [], [], deque(), True
+    a, b = SimpleNamespace(gone=False), SimpleNamespace(gone=False)
+
+    async def arrives_as_a_comes_free():
+        pool._give(a)
+        return await pool._take()
+
+    async def main():
+        first = asyncio.ensure_future(pool._take())
+        await asyncio.sleep(0)  # waiting
+        newcomer = asyncio.ensure_future(arrives_as_a_comes_free())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert first.done() and first.result() is a
+        assert not newcomer.done()
+        pool._give(b)
+        assert await newcomer is b
+        gone_waiter = asyncio.ensure_future(pool._take())
+        await asyncio.sleep(0)
+        gone_waiter.cancel()  # a request that gives up while waiting takes nothing with it
+        await asyncio.sleep(0)
+        pool._give(a)
+        assert pool._free == [a]
+
+    asyncio.run(main())

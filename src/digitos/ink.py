@@ -42,6 +42,10 @@ class NoInk(ImageError):
 
     def __init__(self, name: str):
         super().__init__(f"{name}: no ink found (a blank or nearly uniform image)")
+        self.name = name
+
+    def __reduce__(self):  # pickled by its name (a server's reading process sends it back)
+        return NoInk, (self.name,)
 
 
 @dataclass
@@ -64,21 +68,27 @@ class Group:
     box: tuple[int, int, int, int]  # left, top, right, bottom (exclusive) at the working scale
 
 
-def working_grey(img: Image.Image) -> tuple[np.ndarray, float]:
-    """The image as float32 greys in [0, 1] at the working scale, and input pixels per working
-    pixel. Transparency is composited onto white paper. The image is reduced once, by block
-    means in Pillow's C code, so that its longer side is at most WORK_SIDE: the work after
-    this does not depend on the canvas. The input's size is `img.info["digitos_size"]` when
-    decoding already reduced it (a JPEG's draft mode)."""
+def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], tuple[int, int]]:
+    """The image as float32 greys in [0, 1] at the working scale, the input pixels per working
+    pixel, where the greys' first pixel lies in the whole working image (x, y), and the whole
+    working image's (height, width).
+
+    Transparency is composited onto white paper. The image is reduced once, by block means in
+    Pillow's C code, so that its longer side is at most WORK_SIDE: the work after this does
+    not depend on the canvas. The input's size is `img.info["digitos_size"]` when decoding
+    already reduced it (a JPEG's draft mode). A transparent canvas is cropped first to its
+    drawing and a margin: the rest is known to be white paper.
+    """
     w, h = img.info.get("digitos_size", img.size)
     f = max(1, -(-max(w, h) // WORK_SIDE))  # ceiling division: the reduction from the input
     done = max(1, round(w / img.width))  # what decoding already did
     step = max(1, round(f / done))
+    page = (-(-img.height // step), -(-img.width // step))
     # Transparent images: composited = grey * a + white * (1 - a) = white - darkness * a, and
     # block means commute with that, so darkness * a is reduced and turned back afterwards.
-    grey, inverted = _darkness_times_alpha(img), True
+    grey, inverted, origin = _darkness_times_alpha(img, step, page)
     if grey is None:
-        grey, inverted = _grey(img), False
+        grey, inverted, origin = _grey(img), False, (0, 0)
     if step > 1:
         grey = grey.reduce(step)  # a box filter; the last partial blocks are averaged as they are
     if inverted:
@@ -89,18 +99,41 @@ def working_grey(img: Image.Image) -> tuple[np.ndarray, float]:
     else:  # 16-bit or float data: stretch its own range
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    return arr, w / arr.shape[1]
+    return arr, w / page[1], origin, page
 
 
-def _darkness_times_alpha(img: Image.Image) -> Image.Image | None:
-    """(255 - grey) * alpha / 255 in "L" for an image with transparency, else None."""
+def _darkness_times_alpha(img: Image.Image, step: int, page: tuple[int, int]
+                          ) -> tuple[Image.Image | None, bool, tuple[int, int]]:
+    """(255 - grey) * alpha / 255 in "L" for an image with transparency (else None), cropped
+    to the drawing when the whole frame that `find_ink` samples for the paper is transparent.
+
+    The crop keeps a margin at least as wide as the frame the cropped image's own border
+    will be sampled from, and starts and ends on whole blocks of the reduction: so the paper
+    found, the ink and every step after are exactly what the whole canvas gives, at the cost
+    of the drawing instead of the canvas (a small drawing on a big transparent canvas is the
+    page's usual request)."""
     mode = img.mode
     if not (mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)):
-        return None
+        return None, True, (0, 0)
     if mode in ("P", "PA", "RGBa", "La"):
         img = img.convert("LA" if mode == "La" else "RGBA")
+    alpha = img.getchannel("A")
+    drawn = alpha.getbbox()  # where anything is not fully transparent
+    origin = (0, 0)
+    if drawn is not None:
+        t = _frame_width(*page) * step  # the frame `_border` samples, in input pixels
+        left, top, right, bottom = drawn
+        if left >= t and top >= t and right <= img.width - t and bottom <= img.height - t:
+            margin = (_frame_width(bottom - top, right - left) + CROP_MARGIN + 1) * step
+            x0, y0 = max(0, left - margin) // step, max(0, top - margin) // step
+            x1 = min(page[1], -(-(right + margin) // step))
+            y1 = min(page[0], -(-(bottom + margin) // step))
+            box = (x0 * step, y0 * step, min(x1 * step, img.width), min(y1 * step, img.height))
+            if (box[2] - box[0]) * (box[3] - box[1]) <= img.width * img.height // 2:
+                # (a drawing that fills the canvas gains nothing, and a copy would cost memory)
+                img, alpha, origin = img.crop(box), alpha.crop(box), (x0, y0)
     darkness = ImageChops.invert(img.getchannel("L") if img.mode == "LA" else img.convert("L"))
-    return ImageChops.multiply(darkness, img.getchannel("A"))
+    return ImageChops.multiply(darkness, alpha), True, origin
 
 
 def _grey(img: Image.Image) -> Image.Image:
@@ -121,10 +154,14 @@ def _grey(img: Image.Image) -> Image.Image:
         raise ImageError(f"image mode {mode} is not supported") from None
 
 
+def _frame_width(h: int, w: int) -> int:
+    """How wide a frame `_border` samples from an image of this size."""
+    return max(1, round(0.05 * min(h, w)))
+
+
 def _border(a: np.ndarray) -> np.ndarray:
     """The outer frame of the image (about 5% on each side, at least one pixel)."""
-    h, w = a.shape
-    t = max(1, round(0.05 * min(h, w)))
+    t = _frame_width(*a.shape)
     frame = np.concatenate([a[:t].ravel(), a[-t:].ravel(), a[:, :t].ravel(), a[:, -t:].ravel()])
     return frame[:: max(1, frame.size // 4096)]  # a few thousand samples tell its median
 
@@ -167,12 +204,13 @@ def _strength(ink: np.ndarray) -> float:
     return float(ndimage.uniform_filter(part, 3, mode="constant").max())
 
 
-def _ruled_lines(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ruled or squared paper: two or more straight lines across most of the page.
+def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
+    """Pixels of ruled or squared paper: two or more straight lines across most of the page
+    (its (height, width), of which `mask` may be a part).
 
     One long line may be a digit's stroke (the bar of a 7 in a tight crop); paper has many.
     """
-    h, w = mask.shape
+    h, w = page
     lines = np.zeros_like(mask)
     m = mask.view(np.uint8)
     for axis, length in ((1, w), (0, h)):
@@ -191,7 +229,7 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
 
 def find_ink(img: Image.Image, name: str = "image") -> Ink:
     """Ink strength and mask of a decoded image, at a working scale of at most WORK_SIDE px."""
-    grey, scale = working_grey(img)
+    grey, scale, origin, page = working_grey(img)
     frame = _border(grey)
     paper_level = float(np.median(frame))  # paper fills the border, whatever the mean
     dark_ink = paper_level >= 0.5
@@ -207,7 +245,7 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     ink = np.clip(ink / strength, 0.0, 1.0)
     ink[ink < NOISE_FLOOR] = 0.0
     mask = ink >= INK_LEVEL
-    mask &= ~_ruled_lines(mask)
+    mask &= ~_ruled_lines(mask, page)
     if not mask.any():
         raise NoInk(name)
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
@@ -218,7 +256,8 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     x0, x1 = max(int(xs[0]) - m, 0), int(xs[-1]) + m + 1
     size = tuple(img.info.get("digitos_size", img.size))
     return Ink(np.ascontiguousarray(ink[y0:y1, x0:x1], dtype=np.float32),
-               np.ascontiguousarray(mask[y0:y1, x0:x1]), polarity, scale, size, (x0, y0))
+               np.ascontiguousarray(mask[y0:y1, x0:x1]), polarity, scale, size,
+               (origin[0] + x0, origin[1] + y0))
 
 
 def grow(mask: np.ndarray, r: int) -> np.ndarray:

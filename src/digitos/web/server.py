@@ -3,7 +3,8 @@
 Every asset comes from the package itself, the API docs included: the page works with no
 internet. The server holds under abuse: a bound on requests in flight (beyond it an
 immediate 503), timeouts for slow headers, slow bodies and idle connections, a time limit
-per request, a fixed pool of threads for the work, and a JSON {"error"} body for every error.
+per request, a fixed number of reading processes (`readers.py`), and a JSON {"error"} body
+for every error.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..errors import DigitosError
 from ..ink import ImageError, NoInk
 from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
 from ..store import check_label
+from .readers import ReaderGone, ReadingProcesses
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024  # bytes: larger uploads are refused before they are read whole
@@ -46,7 +48,9 @@ class Limits:
     """What one server process accepts before it says no."""
 
     max_in_flight: int = 64  # requests being read or answered; beyond: 503 at once
-    threads: int = 0  # threads reading images in a process; 0: the cores shared among workers
+    # Images read at once by a server process: its reading processes under `serve`, threads in
+    # an app made by create_app alone. 0: the cores, shared among the workers.
+    threads: int = 0
     header_timeout: float = 10.0  # s for a client to send a request's headers
     body_timeout: float = 10.0  # s of silence allowed while a body is arriving
     request_timeout: float = 30.0  # s for a whole request, from its headers to its answer
@@ -280,8 +284,11 @@ def _media_type(request: Request) -> str:
 
 
 def create_app(checkpoint: str | Path | None = None, reader: Reader | None = None,
-               limits: Limits | None = None, collect: str | Path | None = None) -> FastAPI:
-    """The app. With `collect` (a database path), drawings people mark on the page are kept."""
+               limits: Limits | None = None, collect: str | Path | None = None,
+               readers: ReadingProcesses | None = None) -> FastAPI:
+    """The app. With `collect` (a database path), drawings people mark on the page are kept.
+    With `readers`, /api/predict reads in those processes (closed with the app), else on
+    threads of this one."""
     reader = reader or load_reader(checkpoint)
     store = None
     if collect is not None:
@@ -297,6 +304,8 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
         # Starlette reads uploads and files on anyio's default pool (40 threads): a few do.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * limits.threads + 2
         yield
+        if readers is not None:
+            readers.close()
 
     app = FastAPI(title="digitos", version=__version__, docs_url=None, redoc_url=None,
                   lifespan=lifespan,
@@ -386,10 +395,16 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
                 if isinstance(got, JSONResponse):
                     return got
                 data, name = got
-                return await anyio.to_thread.run_sync(answer, reader, data, name, explain,
-                                                      limiter=workers, abandon_on_cancel=True)
+                if readers is not None:
+                    read = await readers.answer(data, name, explain)
+                else:
+                    read = await anyio.to_thread.run_sync(answer, reader, data, name, explain,
+                                                          limiter=workers, abandon_on_cancel=True)
+                return JSONResponse(read)  # already plain JSON: no encoding pass over it
         except TimeoutError:
             return _over_time(limits)
+        except ReaderGone as e:
+            return error(503, str(e), {"Retry-After": "1"})
         except ImageError as e:
             return _refused(e)
 
@@ -448,12 +463,14 @@ def app_from_env() -> FastAPI:
     # Requests are the parallelism here: one image is too small to share between threads,
     # and torch's own threads would fight the request threads for the same cores.
     torch.set_num_threads(1)
-    _fewer_malloc_arenas()
+    fewer_malloc_arenas()
     source, limits, collect = settings_from_env()
-    return create_app(reader=load_reader(**source), limits=limits, collect=collect)
+    reader = load_reader(**source)  # for /healthz and for keeping drawings
+    return create_app(reader=reader, limits=limits, collect=collect,
+                      readers=ReadingProcesses(source, max(1, limits.threads)))
 
 
-def _fewer_malloc_arenas() -> None:
+def fewer_malloc_arenas() -> None:
     """glibc gives threads their own heaps ("arenas") and seldom hands them back: with uploads
     read on many threads, a server's RSS grew by 300 MB under load. Two arenas are enough."""
     try:
