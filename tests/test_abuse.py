@@ -422,3 +422,27 @@ def test_reading_processes_go_to_requests_first_come_first_served():
         assert pool._free == [a]
 
     asyncio.run(main())
+
+
+def descendants(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    kids = [int(k) for k in out.split()]
+    return kids + [d for k in kids for d in descendants(k)]
+
+
+def test_serve_with_two_workers_reads_and_leaves_nothing_behind(mnist):
+    """uvicorn's worker processes each start their own reading process."""
+    proc, url = start_serve("--workers", "2", stdout=subprocess.PIPE)
+    try:
+        drawing = png(paper_drawing(mnist.test.images[1], 200))  # a 2
+        for _ in range(4):
+            status, read = post_canvas(url, drawing)
+            assert status == 200 and read["number"] == "2"
+        family = descendants(proc.pid)
+        assert len(family) >= 4  # two workers, each with a reading process (and helpers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert b"Traceback" not in proc.stdout.read()
+    time.sleep(0.5)
+    assert not any(alive(p) for p in family)

@@ -267,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--port", type=_port_number, default=8000, help="1-65535 (default: %(default)s)")
     p.add_argument("--workers", type=_positive_int, default=1,
-                   help="server processes, each with its own copy of the model; one per CPU "
-                        "core or two gives the most requests per second (default: %(default)s)")
+                   help="server processes; each reads images on its share of the CPU cores, "
+                        "one reading process per core, each with its own copy of the model. "
+                        "One already uses every core (default: %(default)s)")
     p.add_argument("--max-in-flight", type=_positive_int, default=64, metavar="N",
                    help="requests a process reads at once; more get an immediate 503 with "
                         "Retry-After (default: %(default)s)")
