@@ -112,7 +112,7 @@ class ReadingProcesses:
     async def _take(self) -> _Process:
         """The next free process, first come first served. (asyncio.Queue lets a request that
         arrives as a process comes free take it before the one woken for it, which then goes
-        to the back: under load, a few requests waited three times as long as the rest.)"""
+        to the back: under load, the slowest answers came slower.)"""
         if not self._listening:  # the first request, in the server's own event loop
             self._listening = True
             for p in self.processes:
