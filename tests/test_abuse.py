@@ -262,12 +262,12 @@ def test_every_error_is_json_and_content_types_match_exactly(client):
 def test_an_unexpected_failure_is_a_json_500(reader, monkeypatch):
     from fastapi.testclient import TestClient
 
-    import digitos.web.server as server
+    import digitos.web.readers as readers
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(server, "read_image", broken)
+    monkeypatch.setattr(readers, "read_image", broken)  # what `answer` reads with
     client = TestClient(create_app(reader=reader), raise_server_exceptions=False)
     r = client.post("/api/predict", json={"image": "data:image/png;base64,AAAA"})
     assert r.status_code == 500 and "internal error" in r.json()["error"]

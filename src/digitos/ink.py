@@ -86,9 +86,11 @@ def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], 
     page = (-(-img.height // step), -(-img.width // step))
     # Transparent images: composited = grey * a + white * (1 - a) = white - darkness * a, and
     # block means commute with that, so darkness * a is reduced and turned back afterwards.
-    grey, inverted, origin = _darkness_times_alpha(img, step, page)
-    if grey is None:
+    transparent = _darkness_times_alpha(img, step, page)
+    if transparent is None:
         grey, inverted, origin = _grey(img), False, (0, 0)
+    else:
+        (grey, origin), inverted = transparent, True
     if step > 1:
         grey = grey.reduce(step)  # a box filter; the last partial blocks are averaged as they are
     if inverted:
@@ -103,9 +105,10 @@ def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], 
 
 
 def _darkness_times_alpha(img: Image.Image, step: int, page: tuple[int, int]
-                          ) -> tuple[Image.Image | None, bool, tuple[int, int]]:
+                          ) -> tuple[Image.Image, tuple[int, int]] | None:
     """(255 - grey) * alpha / 255 in "L" for an image with transparency (else None), cropped
-    to the drawing when the whole frame that `find_ink` samples for the paper is transparent.
+    to the drawing when the whole frame that `find_ink` samples for the paper is transparent,
+    and where the crop starts in the whole working image (x, y).
 
     The crop keeps a margin at least as wide as the frame the cropped image's own border
     will be sampled from, and starts and ends on whole blocks of the reduction: so the paper
@@ -114,7 +117,7 @@ def _darkness_times_alpha(img: Image.Image, step: int, page: tuple[int, int]
     page's usual request)."""
     mode = img.mode
     if not (mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)):
-        return None, True, (0, 0)
+        return None
     if mode in ("P", "PA", "RGBa", "La"):
         img = img.convert("LA" if mode == "La" else "RGBA")
     alpha = img.getchannel("A")
@@ -133,7 +136,7 @@ def _darkness_times_alpha(img: Image.Image, step: int, page: tuple[int, int]
                 # (a drawing that fills the canvas gains nothing, and a copy would cost memory)
                 img, alpha, origin = img.crop(box), alpha.crop(box), (x0, y0)
     darkness = ImageChops.invert(img.getchannel("L") if img.mode == "LA" else img.convert("L"))
-    return ImageChops.multiply(darkness, alpha), True, origin
+    return ImageChops.multiply(darkness, alpha), origin
 
 
 def _grey(img: Image.Image) -> Image.Image:

@@ -9,6 +9,8 @@ itself: no thread sits between a request and its reading.
 
 A reading process that dies (killed, out of memory) costs the request it held a 503, and a
 fresh process takes its place. Each one leaves when the server closes its pipe, or exits.
+`answer`, what one reading sends back, lives here too: a reading process needs nothing of
+the web server.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import signal
 from collections import deque
 from multiprocessing.connection import Connection
 
+import torch
+
 from ..errors import DigitosError
+from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
 
 LARGE = 256 * 1024  # bytes: a larger image is handed over from a thread, not the event loop
 
@@ -29,17 +34,46 @@ class ReaderGone(DigitosError):
     """A reading process stopped while it held this request."""
 
 
+def answer(reader: Reader, data: bytes, name: str, explain: bool = True) -> dict:
+    """Everything the page shows: the number and each digit with its box and, when asked to
+    explain, the 28x28 the model saw and the saliency map (for the first digit at the top
+    level, for each in `digits`)."""
+    result = read_image(reader, data, name)
+    out = reading_json(name, result)
+    shown = result.digits or [result.whole]
+    views = [_views(reader, seen) if explain else {} for seen in shown]
+    for d, view in zip(out["digits"], views, strict=False):  # no digits: the whole is shown
+        d |= view
+    reading = shown[0].reading
+    return out | views[0] | {
+        "top": [{"digit": d, "probability": round(p, 6)} for d, p in reading.top(3)],
+        "polarity": result.polarity,
+        "size": list(result.size),
+    }
+
+
+def _views(reader: Reader, seen: DigitReading) -> dict:
+    return {"preprocessed": seen.pixels.flatten().tolist(),
+            "saliency": [round(float(v), 4) for v in reader.saliency(seen.pixels).flatten()]}
+
+
+def fewer_malloc_arenas() -> None:
+    """glibc gives threads their own heaps ("arenas") and seldom hands them back: with uploads
+    read on many threads, a server's RSS grew by 300 MB under load. Two arenas are enough."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _read_forever(conn: Connection, source: dict) -> None:
     """A reading process: load the model, say so, then answer each image sent."""
     # Ctrl+C and a service manager's SIGTERM reach the whole process group: stopping is the
     # server's to do. It closes the pipe once its requests are answered, and this loop ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import torch
-
-    from ..predict import load_reader
-    from .server import answer, fewer_malloc_arenas
-
     torch.set_num_threads(1)  # the processes are the parallelism
     fewer_malloc_arenas()
     reader = load_reader(**source)
@@ -117,7 +151,7 @@ class ReadingProcesses:
             self._listening = True
             for p in self.processes:
                 self._listen(p)
-        if self._free and not any(not w.done() for w in self._waiting):
+        if self._free:  # (a process is only ever left free when no request waits)
             return self._free.pop()
         handed = asyncio.get_running_loop().create_future()
         self._waiting.append(handed)
@@ -140,7 +174,7 @@ class ReadingProcesses:
         self._free.append(p)
 
     async def answer(self, data: bytes, name: str, explain: bool) -> dict:
-        """`server.answer` for one image, read in the next free process. A request that gives
+        """`answer` for one image, read in the next free process. A request that gives
         up (its time limit, the server stopping) leaves its reading to finish unheard."""
         p = await self._take()
         # The process is free again only once it has answered, even if this request gives

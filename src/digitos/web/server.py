@@ -34,9 +34,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .. import __version__
 from ..errors import DigitosError
 from ..ink import ImageError, NoInk
-from ..predict import DigitReading, Reader, load_reader, read_image, reading_json
+from ..predict import Reader, load_reader, read_image
 from ..store import check_label
-from .readers import ReaderGone, ReadingProcesses
+from .readers import ReaderGone, ReadingProcesses, answer, fewer_malloc_arenas
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 10 * 1024 * 1024  # bytes: larger uploads are refused before they are read whole
@@ -50,7 +50,7 @@ class Limits:
     max_in_flight: int = 64  # requests being read or answered; beyond: 503 at once
     # Images read at once by a server process: its reading processes under `serve`, threads in
     # an app made by create_app alone. 0: the cores, shared among the workers.
-    threads: int = 0
+    readers: int = 0
     header_timeout: float = 10.0  # s for a client to send a request's headers
     body_timeout: float = 10.0  # s of silence allowed while a body is arriving
     request_timeout: float = 30.0  # s for a whole request, from its headers to its answer
@@ -256,29 +256,6 @@ def decode_data_url(url: str) -> bytes:
         raise ImageError("image: the data URL's base64 is damaged") from None
 
 
-def answer(reader: Reader, data: bytes, name: str, explain: bool = True) -> dict:
-    """Everything the page shows: the number and each digit with its box and, when asked to
-    explain, the 28x28 the model saw and the saliency map (for the first digit at the top
-    level, for each in `digits`)."""
-    result = read_image(reader, data, name)
-    out = reading_json(name, result)
-    shown = result.digits or [result.whole]
-    views = [_views(reader, seen) if explain else {} for seen in shown]
-    for d, view in zip(out["digits"], views, strict=False):  # no digits: the whole is shown
-        d |= view
-    reading = shown[0].reading
-    return out | views[0] | {
-        "top": [{"digit": d, "probability": round(p, 6)} for d, p in reading.top(3)],
-        "polarity": result.polarity,
-        "size": list(result.size),
-    }
-
-
-def _views(reader: Reader, seen: DigitReading) -> dict:
-    return {"preprocessed": seen.pixels.flatten().tolist(),
-            "saliency": [round(float(v), 4) for v in reader.saliency(seen.pixels).flatten()]}
-
-
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -297,12 +274,12 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
         store = DrawingStore(collect)
     store_lock = threading.Lock()  # one sqlite connection, used from the worker threads
     limits = limits or Limits()
-    if limits.threads < 1:
-        limits = replace(limits, threads=cores())
+    if limits.readers < 1:
+        limits = replace(limits, readers=cores())
     @contextlib.asynccontextmanager
     async def lifespan(app):
         # Starlette reads uploads and files on anyio's default pool (40 threads): a few do.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * limits.threads + 2
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * limits.readers + 2
         yield
         if readers is not None:
             readers.close()
@@ -314,7 +291,7 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
                   responses=_error_answers(404, 500, 503))
     app.add_middleware(Guard, limits=limits)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    workers = anyio.CapacityLimiter(limits.threads)
+    workers = anyio.CapacityLimiter(limits.readers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -467,18 +444,7 @@ def app_from_env() -> FastAPI:
     source, limits, collect = settings_from_env()
     reader = load_reader(**source)  # for /healthz and for keeping drawings
     return create_app(reader=reader, limits=limits, collect=collect,
-                      readers=ReadingProcesses(source, max(1, limits.threads)))
-
-
-def fewer_malloc_arenas() -> None:
-    """glibc gives threads their own heaps ("arenas") and seldom hands them back: with uploads
-    read on many threads, a server's RSS grew by 300 MB under load. Two arenas are enough."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+                      readers=ReadingProcesses(source, max(1, limits.readers)))
 
 
 def _more_open_files() -> None:
@@ -501,8 +467,8 @@ def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: i
     import uvicorn
 
     limits = limits or Limits()
-    if limits.threads < 1:  # the work is CPU-bound: the cores, shared among the processes
-        limits = replace(limits, threads=max(1, cores() // workers))
+    if limits.readers < 1:  # the work is CPU-bound: the cores, shared among the processes
+        limits = replace(limits, readers=max(1, cores() // workers))
     if not 1 <= port <= 65535:
         raise DigitosError(f"--port {port}: a port is a number from 1 to 65535")
     try:  # a clear line first, rather than uvicorn's log after loading the model
