@@ -154,6 +154,22 @@ def test_cut_paths_wind_between_leaning_digits_that_touch():
     assert (straight.mask ^ first).sum() > 4 * 25
 
 
+def test_cut_paths_part_touching_bars_even_beside_a_clean_gap():
+    """Three 1s in a row, the last two touching: every path could slide into the clean gap
+    after the first, and the cut between the touching two must still be tried."""
+    mask = np.zeros((100, 90), bool)
+    mask[:, 10:18] = True  # a bar on its own (grouping joined it to the others)
+    mask[:, 40:48] = True  # two bars joined by a bridge
+    mask[:, 66:74] = True
+    mask[45:53, 48:66] = True
+    paths = [float(p.mean()) for p in cut_paths(Group(mask, (10, 0, 74, 100)), most=3)]
+    assert any(18 <= x <= 40 for x in paths), paths  # the clean gap
+    assert any(47 <= x <= 66 for x in paths), paths  # through the bridge
+    # Each start's cheapest path only (what a piece alone gets): all end in the clean gap.
+    alone = [float(p.mean()) for p in cut_paths(Group(mask, (10, 0, 74, 100)), 3, valleys=False)]
+    assert not any(47 <= x <= 66 for x in alone), alone
+
+
 class _StandIn:
     """A reader's classes, for the stand-ins below."""
 
@@ -220,7 +236,7 @@ def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
         draw.line([(x, 60 if joined else 80), (x, 300)], fill=0, width=14)
     if joined:
         draw.line([(100, 60), (300, 60)], fill=0, width=14)
-    def middle(group, most):  # the one cut that parts the two bars, whatever cut_paths finds
+    def middle(group, most, valleys=True):  # the one cut that parts the two bars
         left, top, right, bottom = group.box
         return [np.full(bottom - top, (left + right) // 2)]
 

@@ -139,3 +139,28 @@ def load_fashion_test():
     images = fashion_images("test")
     assert images is not None, "apt-get install dataset-fashion-mnist"
     return images
+
+
+def test_sure_readings_skip_test_time_augmentation_and_decide_the_same(mnist, reader):
+    """Reading keeps a plain pass read at SURE_WITHOUT_TTA or more and runs the shifted views
+    only on the rest: on 2,000 MNIST test digits, every class read is the full augmentation's,
+    and the doubtful images get its very probabilities."""
+    import torch
+    import torch.nn.functional as F
+
+    from digitos.evaluate import model_logits
+    from digitos.loader import to_input
+    from digitos.predict import SURE_WITHOUT_TTA
+
+    assert reader.tta
+    images = mnist.test.images[:2000]
+    x = to_input(images, reader.normalization, reader.channels_last)
+    with torch.inference_mode():
+        plain = F.softmax(reader.model(x), dim=1)
+        full = F.softmax(model_logits(reader.model, x, True), dim=1)
+    read = reader.probabilities(images)
+    sure = plain.max(1).values >= SURE_WITHOUT_TTA
+    assert 0.5 < sure.float().mean() < 1  # most are sure, not all: both ways are exercised
+    assert torch.allclose(read[sure], plain[sure], atol=1e-5)
+    assert torch.allclose(read[~sure], full[~sure], atol=1e-5)
+    assert torch.equal(read.argmax(1), full.argmax(1))

@@ -80,7 +80,7 @@ def render(digit: torch.Tensor, label: int, rng: np.random.Generator) -> Drawing
     if fmt == "jpeg":
         out.save(buf, format="JPEG", quality=int(rng.integers(50, 95)))
     else:
-        out.save(buf, format="PNG")
+        out.save(buf, format="PNG", compress_level=1)  # the same pixels, 3x faster to write
     return Drawing(buf.getvalue(), fmt, label, (w, h))
 
 

@@ -401,7 +401,7 @@ def between(group: Group, start: int | np.ndarray, stop: int | np.ndarray) -> Gr
                         top + int(ys.max()) + 1))
 
 
-def cut_paths(group: Group, most: int = 10) -> list[np.ndarray]:
+def cut_paths(group: Group, most: int = 10, valleys: bool = True) -> list[np.ndarray]:
     """Paths from the top of a digit's box to its bottom that cross the least ink, left to
     right: where touching digits may meet. A straight cut through two digits that overlap or
     lean leaves a piece of each on both sides; a path that winds between them does not.
@@ -409,7 +409,8 @@ def cut_paths(group: Group, most: int = 10) -> list[np.ndarray]:
     One path is sought around every tenth of the height along the box, within half the
     height on either side (a leaning hand). A path moves at most one column per row and pays
     a little for each such step, so that on bare paper it runs straight. The `most` that
-    cross the least ink and lie apart are kept.
+    cross the least ink and lie apart are kept: among every valley a path can end in
+    (`valleys`), or among each start's cheapest path only.
     """
     left, top, right, bottom = group.box
     width, height = right - left, bottom - top
@@ -436,14 +437,26 @@ def cut_paths(group: Group, most: int = 10) -> list[np.ndarray]:
         np.copyto(best[:, :-1], from_right, where=better)
         step[:, :-1][better] = 1
         total = best + ink[y][cols] + outside
-    ends = total.argmin(1)
+    if valleys:
+        # Every valley a path can end in, not only each start's best: where a clean gap lies
+        # in reach, every start would end in it, and the cut between two digits that touch
+        # (three 1s in a row) would never be tried.
+        inf = np.full((len(starts), 1), np.inf)
+        lowest = ((np.concatenate([inf, total[:, :-1]], 1) > total)
+                  & (np.concatenate([total[:, 1:], inf], 1) >= total) & np.isfinite(total))
+    else:  # each start's best end only
+        lowest = np.zeros(total.shape, bool)
+        lowest[np.arange(len(starts)), total.argmin(1)] = True
+    ks, js = np.nonzero(lowest)
+    order = np.argsort(total[ks, js], kind="stable")  # the least ink first
+    ks, js = ks[order], js[order]
+    paths = np.empty((len(ks), height), np.int64)  # all traced back at once, bottom row up
+    for y in range(height - 1, -1, -1):
+        paths[:, y] = cols[ks, js]
+        js = js + back[y, ks, js]  # the column each path came from, one row up
     apart = max(2, height // 8)
     picks: list[np.ndarray] = []
-    for k in np.argsort(total[np.arange(len(starts)), ends], kind="stable"):
-        j, path = int(ends[k]), np.empty(height, np.int64)
-        for y in range(height - 1, -1, -1):
-            path[y] = cols[k, j]
-            j += int(back[y, k, j])  # the column this path came from, one row up
+    for path in paths:
         if all(np.abs(path - p).mean() >= apart for p in picks):
             picks.append(path)
             if len(picks) == most:
