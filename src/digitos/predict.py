@@ -267,7 +267,8 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
     Every run of ink between two cuts is read (all in one pass of the model), and the split
     chosen is the one that maximises the product of its pieces' probabilities, so a cut must
     make both pieces read more surely than the whole did. Reading "not a digit" counts as a
-    probability of 1%.
+    probability of 1%; beside other digits, unless the model is sure of it, as the piece's
+    likeliest digit (what `_read_beside_digits` then reads it as).
     """
     left, top, right, bottom = piece.group.box
     height = bottom - top
