@@ -228,13 +228,18 @@ def _read_beside_digits(piece: DigitReading) -> DigitReading:
     in a number is then read, not silently dropped.
     """
     r = piece.reading
-    if not r.not_a_digit or r.not_a_digit_probability >= IN_NUMBER_NOT_A_DIGIT:
+    if not _doubted(r):
         return piece
     digit_probabilities = r.digit_probabilities()
     best = max(range(len(digit_probabilities)), key=digit_probabilities.__getitem__)
     confidence = digit_probabilities[best] / max(sum(digit_probabilities), 1e-9)
     return replace(piece, reading=Reading(str(best), confidence, r.probabilities, True,
                                           r.classes))
+
+
+def _doubted(r: Reading) -> bool:
+    """Read as "not a digit", but not surely enough to stay one beside other digits."""
+    return r.not_a_digit and r.not_a_digit_probability < IN_NUMBER_NOT_A_DIGIT
 
 
 def _surety(digits: list[DigitReading]) -> float:
@@ -303,7 +308,7 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
         r = d.reading
         if not r.not_a_digit:
             p = r.confidence
-        elif in_number and r.not_a_digit_probability < IN_NUMBER_NOT_A_DIGIT:
+        elif in_number and _doubted(r):
             p = max(r.digit_probabilities())  # what _read_beside_digits will read it as
         else:
             p = 0.01
