@@ -53,6 +53,65 @@ def test_rotation_and_scale_keep_the_digit_in_place_and_whole(mnist):
     assert (centre_of_mass(turned) - centre_of_mass(x)).abs().max() < 2.5
 
 
+def still(**distort) -> Augment:
+    """Only the given distortions: no rotation, scale or shift."""
+    return Augment(rotate=0, scale=0, shift=0, **distort)
+
+
+def stroke_widths(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) -> each image's mean stroke width: inked area over half its outline."""
+    ink = (pixels >= 0.5).float()
+    inner = -torch.nn.functional.max_pool2d(-ink, 3, 1, 1)  # eroded: the inside of the strokes
+    return 2 * ink.sum((1, 2, 3)) / (ink - inner).sum((1, 2, 3)).clamp(min=1)
+
+
+def test_the_pen_is_made_thicker_and_thinner_within_its_limits(mnist):
+    torch.manual_seed(0)
+    x = digits(mnist)
+    before = stroke_widths(x)
+    thicker = stroke_widths(still(thicker=1.0)(x)) / before
+    assert (thicker >= 0.99).all() and thicker.mean() > 1.2  # never thinner, often much thicker
+    assert thicker.max() < 3.0  # a single 3x3 dilation: about +2 px on a 2-3 px stroke at most
+    thinner = stroke_widths(still(thinner=1.0)(x)) / before
+    assert (thinner <= 1.01).all() and thinner.mean() < 0.95
+    # Both ways at once: each image one way or the other, the pen's limits as set.
+    both = stroke_widths(still(thicker=1.0, thinner=0.5)(x)) / before
+    assert (both > 1.05).any() and (both < 0.95).any()
+
+
+def test_shear_and_warp_move_ink_but_keep_the_digit_in_place_and_whole(mnist):
+    torch.manual_seed(0)
+    x = digits(mnist)
+    for distort in (dict(shear=0.3), dict(warp=1.5)):
+        out = still(**distort)(x)
+        assert (out - x).abs().sum((1, 2, 3)).min() > 0, distort  # every digit changed
+        ink = out.sum((1, 2, 3)) / x.sum((1, 2, 3))
+        assert ((ink > 0.8) & (ink < 1.25)).all(), distort  # nothing pushed off the field
+        assert (centre_of_mass(out) - centre_of_mass(x)).abs().max() < 2.5, distort
+
+
+def test_kept_images_stay_untouched_with_every_distortion_on(mnist):
+    torch.manual_seed(0)
+    x = digits(mnist)
+    out = Augment(keep=0.5, shear=0.3, warp=1.5, thicker=1.0, thinner=0.5)(x)
+    same = (out - x).abs().amax((1, 2, 3)) < 1e-5
+    assert 0.3 < same.float().mean() < 0.7
+
+
+def test_distortions_off_draw_nothing_more_from_the_random_stream(mnist):
+    """A recipe without --distort trains exactly as it did before the option existed."""
+    x = digits(mnist, 64)
+    torch.manual_seed(3)
+    plain = Augment()(x)
+    after_plain = torch.rand(1)
+    torch.manual_seed(3)
+    off = Augment(shear=0.0, warp=0.0, thicker=0.0, thinner=0.0)(x)
+    assert torch.equal(plain, off) and torch.equal(after_plain, torch.rand(1))
+    torch.manual_seed(3)
+    Augment(warp=1.5)(x)
+    assert not torch.equal(after_plain, torch.rand(1))  # on, it does draw
+
+
 def test_shards_split_every_epoch_between_ranks_without_overlap(mnist):
     split = Split(mnist.test.images[:1001], torch.arange(1001))  # labels = image index
     seen = []

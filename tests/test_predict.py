@@ -1,6 +1,7 @@
 """`digitos predict` as a real subprocess, on drawings made from real MNIST test digits."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from conftest import run_cli
@@ -78,16 +79,20 @@ def test_noise_and_scribbles_are_not_read_as_digits(tmp_path):
     rng = np.random.default_rng(0)
     noise = (rng.random((60, 60)) > 0.5).astype(np.uint8) * 255
     (tmp_path / "noise.png").write_bytes(png(Image.fromarray(noise).resize((300, 300))))
-    for i in range(3):  # a pen dragged about at random: dozens of turns
+    for i in range(40):  # a pen dragged about at random: dozens of turns
         page = Image.new("L", (400, 400), 255)
         walk = np.cumsum(rng.normal(0, 30, (60, 2)), axis=0) + 200
         ImageDraw.Draw(page).line([tuple(p) for p in np.clip(walk, 20, 380)], fill=0, width=6)
-        (tmp_path / f"scribble{i}.png").write_bytes(png(page))
+        (tmp_path / f"scribble{i:02}.png").write_bytes(png(page))
     proc = run_cli("predict", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(rows) == 4
-    assert sum(r["not_a_digit"] for r in rows) >= 3, [r["number"] for r in rows]
+    rows = {Path(r["path"]).stem: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert len(rows) == 41
+    assert rows["noise"]["not_a_digit"]
+    # A rate, not a handful: some scribbles do pass for a digit, a few in a row now and then
+    # (the shipped model refuses 171 of 200 such scribbles: seeds 0-9, 20 each; 85%).
+    read = [r["number"] for name, r in rows.items() if name != "noise" and not r["not_a_digit"]]
+    assert len(read) <= 12, read  # at least 70% refused
 
 
 def test_missing_checkpoint_is_a_clean_error(tmp_path):

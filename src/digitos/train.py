@@ -31,7 +31,7 @@ from .checkpoint import cpu_state, make_checkpoint, save_checkpoint, unwrap
 from .datasets import Split, Splits, load_dataset, make_splits
 from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
-from .loader import Augment, Batches
+from .loader import DISTORT, Augment, Batches
 from .models import create_model, get_entry
 from .recipes import RECIPES, get_recipe
 
@@ -57,6 +57,7 @@ class TrainConfig:
     weight_decay: float = _DEFAULT["weight_decay"]
     label_smoothing: float = _DEFAULT["label_smoothing"]
     augment: bool = _DEFAULT["augment"]
+    distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -358,7 +359,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     per_rank_batch = max(1, cfg.batch_size // world)
     train_batches = Batches(
         splits.train, per_rank_batch, normalization, device, shuffle=True, seed=cfg.seed,
-        augment=Augment(keep=0.5 if cfg.not_a_digit else 0.0) if cfg.augment else None, shard=(rank, world),
+        augment=_augment(cfg), shard=(rank, world),
         channels_last=cfg.channels_last,
     )
     # Weight averaging: validation and checkpoints use the average when there is one.
@@ -672,6 +673,13 @@ class WeightAverage:
                 avg.lerp_(new, 1 - decay)
             else:
                 avg.copy_(new)
+
+
+def _augment(cfg: TrainConfig) -> Augment | None:
+    if not cfg.augment:
+        return None
+    # With the not-a-digit class, half the images are left as they are: see Augment.keep.
+    return Augment(keep=0.5 if cfg.not_a_digit else 0.0, **(DISTORT if cfg.distort else {}))
 
 
 def _init_args(build) -> set[str]:
