@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --augment, also shear, warp and make the pen thicker or thinner: "
                         "real drawings vary more than MNIST (recipe reader: on; default "
                         f"recipe: {'on' if DEFAULT['distort'] else 'off'})")
+    p.add_argument("--flagged-ones", type=int, default=None, metavar="N",
+                   help="add N of MNIST's training 1s again with a flag drawn on, as much of "
+                        "the world writes them (default: 0; weighed for the reader recipe, see the README)")
     p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
                         "training files, when found), letters, drawn shapes and pairs of digits, so that "
@@ -409,7 +412,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
-        not_a_digit=args.not_a_digit,
+        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones,
         ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,

@@ -59,6 +59,7 @@ class TrainConfig:
     augment: bool = _DEFAULT["augment"]
     distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
+    flagged_ones: int = 0  # MNIST 1s copied with a flag added (styles.py), for training
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     extra: str | None = None  # labelled drawings mixed into training: a database or a folder
@@ -328,6 +329,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     normalization = entry.normalization
     if cfg.not_a_digit:
         splits = add_negatives(splits, cfg, log if main else _quiet)
+    if cfg.flagged_ones:
+        splits = add_flagged_ones(splits, cfg, log if main else _quiet)
     if cfg.extra:
         splits = add_extra(splits, cfg.extra, log if main else _quiet)
     classes = splits.classes
@@ -604,6 +607,21 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     log(f"not a digit: {len(out[0]) - len(splits.train):,} training and "
         f"{len(out[1]) - len(splits.val):,} validation images added as class {label}")
     return Splits(splits.name, (*splits.classes, NOT_A_DIGIT), out[0], out[1], splits.test)
+
+
+def add_flagged_ones(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
+    """Training with cfg.flagged_ones of its 1s added again, each with a flag (styles.py)."""
+    from .styles import flagged_ones
+
+    if cfg.dataset != "mnist":
+        raise DigitosError("--flagged-ones draws flags on MNIST's 1s; use it with --dataset mnist")
+    train = splits.train
+    ones = flagged_ones(train.images, train.labels, cfg.flagged_ones, cfg.seed)
+    log(f"flagged ones: {len(ones):,} of the training 1s added again with a flag")
+    label = torch.full((len(ones),), splits.classes.index("1"), dtype=train.labels.dtype)
+    return Splits(splits.name, splits.classes, Split(torch.cat([train.images, ones]),
+                                                     torch.cat([train.labels, label])),
+                  splits.val, splits.test)
 
 
 EXTRA_SHARE = 0.2  # own drawings, repeated, make about this share of the training images
