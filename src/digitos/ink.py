@@ -30,6 +30,9 @@ NEAR = 0.25  # ...and is kept only when within this share of a digit's height fr
 OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
 STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
+LONE_LINE = 1.5  # a straight level line this many times as long as the rest of the ink is tall
+FRAME_HOLDS = 0.5  # a loop around ink this share of its height tall is a frame around it
+BOX_SIDE = 0.8  # a box's sides run along at least this share of its width and height
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
 
 
@@ -212,12 +215,16 @@ def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
     (its (height, width), of which `mask` may be a part).
 
     One long line may be a digit's stroke (the bar of a 7 in a tight crop); paper has many.
+    Upright lines count only beside level ones (squared paper): on their own they are as
+    likely the 1s of a "11" drawn tall.
     """
     h, w = page
     lines = np.zeros_like(mask)
     m = mask.view(np.uint8)
     for axis, length in ((1, w), (0, h)):
-        size = int(0.6 * length)
+        if axis == 0 and not lines.any():
+            break  # no level lines: no squared paper
+        size = int(0.6 * length) | 1  # odd, so that the two filters line up (`_lone_lines`)
         if size < 16 or m.sum(axis=axis).max() < size:
             continue  # too small, or no row (column) holds enough ink for such a line
         # A binary opening by a straight line, as two running filters (linear time in `size`).
@@ -228,6 +235,107 @@ def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
         if count >= 2:
             lines |= found
     return lines
+
+
+def _lone_lines(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a straight level line far longer than the rest of the writing is tall: an
+    underline, or the one ruled line a digit is written on (a tight crop of lined paper).
+
+    No stroke of a digit is LONE_LINE times as long as the digit is tall, except a long base
+    (a 2's): that one ends in the rest of the digit, which an underline or a ruled line does
+    not. When nothing else is left, the line is the writing, and stays.
+    """
+    out = np.zeros_like(mask)
+    rows = np.nonzero(mask.any(axis=1))[0]
+    if len(rows) == 0:
+        return out
+    # Such a line is at least LONE_LINE times half as long as all the ink is tall (that
+    # height counts the line and the gap to it: less than twice the rest's, for an underline).
+    size = max(16, int(LONE_LINE * 0.5 * (rows[-1] - rows[0] + 1))) | 1  # odd: see below
+    m = mask.view(np.uint8)
+    long_rows = np.nonzero(m.sum(axis=1) >= size)[0]
+    if size > mask.shape[1] or len(long_rows) == 0:
+        return out  # most drawings: no row holds that much ink
+    # A binary opening of those rows by a level line, as two running filters (of an odd
+    # length: with an even one the two windows are off by a pixel, and the line's first
+    # column would be left behind).
+    found = np.zeros_like(mask)
+    found[long_rows] = ndimage.maximum_filter1d(
+        ndimage.minimum_filter1d(m[long_rows], size, axis=1), size, axis=1).astype(bool)
+    rest = mask & ~found
+    rest_rows = np.nonzero(rest.any(axis=1))[0]
+    if not found.any() or len(rest_rows) == 0:
+        return out
+    tall = rest_rows[-1] - rest_rows[0] + 1
+    lines, line_count = ndimage.label(found)
+    pieces = None
+    for i, (ys, xs) in enumerate(ndimage.find_objects(lines, line_count), start=1):
+        if xs.stop - xs.start < LONE_LINE * tall:
+            continue
+        if pieces is None:
+            pieces = ndimage.label(rest, structure=np.ones((3, 3), bool))[0]
+        if not _ends_in_a_stroke(lines == i, ys, xs, pieces):
+            out |= lines == i
+    return out
+
+
+def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
+    """The sides of a box drawn around a digit that touches it (a form's box, written into
+    tightly): straight lines along all four edges of one piece of ink, around ink at least
+    FRAME_HOLDS of the box's height tall. (A box clear of its digit is a separate loop, left
+    out in `find_groups`.) A square 0 holds nothing; a filled shape is not a box.
+    """
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    out = np.zeros_like(mask)
+    for i, (ys, xs) in enumerate(ndimage.find_objects(labels, count), start=1):
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        if h < 20 or w < 20:
+            continue
+        piece = labels[ys, xs] == i
+        rows, cols = piece.sum(axis=1), piece.sum(axis=0)
+        eh, ew = max(2, h // 8), max(2, w // 8)  # the bands along the edges a side lies in
+        if (rows[:eh].max() < BOX_SIDE * w or rows[-eh:].max() < BOX_SIDE * w
+                or cols[:ew].max() < BOX_SIDE * h or cols[-ew:].max() < BOX_SIDE * h
+                or piece[eh:-eh, ew:-ew].mean() > 0.5):
+            continue
+        m = piece.view(np.uint8)
+        sw, sh = int(BOX_SIDE * w) | 1, int(BOX_SIDE * h) | 1  # odd: see `_lone_lines`
+        level = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, sw, axis=1), sw, axis=1)
+        upright = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, sh, axis=0), sh, axis=0)
+        # Only lines in the edge bands: a 1 as tall as the box, inside it, is no side.
+        sides = np.zeros_like(piece)
+        sides[:eh] = level[:eh] > 0
+        sides[-eh:] = level[-eh:] > 0
+        sides[:, :ew] |= upright[:, :ew] > 0
+        sides[:, -ew:] |= upright[:, -ew:] > 0
+        if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
+                and sides[:, -ew:].any()):
+            continue
+        held = np.nonzero((piece & ~sides).any(axis=1))[0]
+        if len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h:
+            out[ys, xs] |= sides
+    return out
+
+
+def _ends_in_a_stroke(line: np.ndarray, ys: slice, xs: slice, pieces: np.ndarray) -> bool:
+    """Whether a stroke leaves the line at one of its ends, as a 2's diagonal leaves its base.
+
+    Strokes that meet the line away from its ends are digits written on it; bits of the
+    line's own edge (a ragged threshold) never leave its rows.
+    """
+    thick = ys.stop - ys.start
+    y0, y1 = max(ys.start - 1, 0), ys.stop + 1
+    x0, x1 = max(xs.start - 1, 0), xs.stop + 1
+    touching = grow(line[y0:y1, x0:x1], 1) & (pieces[y0:y1, x0:x1] > 0)
+    end = 2 * thick + 2  # how near an end a stroke must meet the line to be its continuation
+    for k in np.unique(pieces[y0:y1, x0:x1][touching]):
+        rows = np.nonzero((pieces == k).any(axis=1))[0]
+        if rows[0] >= ys.start - thick and rows[-1] < ys.stop + thick:
+            continue  # stays within the line's rows: part of the line's edge
+        meet = np.nonzero((touching & (pieces[y0:y1, x0:x1] == k)).any(axis=0))[0] + x0
+        if meet.min() < xs.start + end or meet.max() >= xs.stop - end:
+            return True
+    return False
 
 
 def find_ink(img: Image.Image, name: str = "image") -> Ink:
@@ -249,6 +357,7 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     ink[ink < NOISE_FLOOR] = 0.0
     mask = ink >= INK_LEVEL
     mask &= ~_ruled_lines(mask, page)
+    mask &= ~_lone_lines(mask)
     if not mask.any():
         raise NoInk(name)
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
@@ -257,10 +366,11 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     m = CROP_MARGIN
     y0, y1 = max(int(ys[0]) - m, 0), int(ys[-1]) + m + 1
     x0, x1 = max(int(xs[0]) - m, 0), int(xs[-1]) + m + 1
+    mask = np.ascontiguousarray(mask[y0:y1, x0:x1])
+    mask &= ~_drawn_boxes(mask)  # on the crop: labelling the whole page costs more
     size = tuple(img.info.get("digitos_size", img.size))
-    return Ink(np.ascontiguousarray(ink[y0:y1, x0:x1], dtype=np.float32),
-               np.ascontiguousarray(mask[y0:y1, x0:x1]), polarity, scale, size,
-               (origin[0] + x0, origin[1] + y0))
+    return Ink(np.ascontiguousarray(ink[y0:y1, x0:x1], dtype=np.float32), mask, polarity,
+               scale, size, (origin[0] + x0, origin[1] + y0))
 
 
 def grow(mask: np.ndarray, r: int) -> np.ndarray:
@@ -289,9 +399,11 @@ def find_groups(ink: Ink) -> list[Group]:
     labels, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
     labels[~ink.mask] = 0
     boxes = _boxes(labels, count)
+    frames = _frames(labels, boxes)
     heights = np.array([b[3] - b[1] for b in boxes])
     extent = np.maximum(heights, [b[2] - b[0] for b in boxes])
-    tall = float(heights.max())
+    extent[frames] = 0  # neither digits nor specks
+    tall = float(heights[extent > 0].max())
     big = [i for i in range(count) if extent[i] >= SPECK * tall]
     # Union-find over the big components: overlapping x-ranges make one digit.
     parent = list(range(count))
@@ -330,6 +442,28 @@ def find_groups(ink: Ink) -> list[Group]:
     tallest = max(g.box[3] - g.box[1] for g in out)
     out = [g for g in out if g.box[3] - g.box[1] >= SMALL_GROUP * tallest]
     return sorted(out, key=lambda g: (g.box[0] + g.box[2]) / 2)
+
+
+def _frames(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Components that are a closed loop drawn around other ink at least FRAME_HOLDS of the
+    loop's height tall: the circle or box around a digit or a number, not part of it.
+
+    The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter.
+    """
+    out = []
+    for i, (left, top, right, bottom) in enumerate(boxes):
+        least = FRAME_HOLDS * (bottom - top)
+        inner = [j + 1 for j, (l2, t2, r2, b2) in enumerate(boxes)
+                 if j != i and left < l2 and r2 < right and top < t2 and b2 < bottom
+                 and b2 - t2 >= least]
+        if not inner:
+            continue
+        region = labels[top:bottom, left:right]
+        # Inside the loop: its holes, filled (grown by a pixel first, to close a thin pen's gaps).
+        inside = ndimage.binary_fill_holes(grow(region == i + 1, 1))
+        if any(inside[region == j].mean() > 0.9 for j in inner):
+            out.append(i)
+    return out
 
 
 def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
