@@ -210,6 +210,16 @@ def _strength(ink: np.ndarray) -> float:
     return float(ndimage.uniform_filter(part, 3, mode="constant").max())
 
 
+def _straight_runs(m: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The pixels of a uint8 mask that lie on a straight run of ink at least `length` long
+    along `axis`: a binary opening by a line, as two running filters (linear time in
+    `length`). The length is made odd: with an even one the two windows are a pixel apart,
+    and each line's first pixel would be left behind."""
+    length |= 1
+    return ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, length, axis=axis), length,
+                                    axis=axis).astype(bool)
+
+
 def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
     """Pixels of ruled or squared paper: two or more straight lines across most of the page
     (its (height, width), of which `mask` may be a part).
@@ -224,12 +234,10 @@ def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
     for axis, length in ((1, w), (0, h)):
         if axis == 0 and not lines.any():
             break  # no level lines: no squared paper
-        size = int(0.6 * length) | 1  # odd, so that the two filters line up (`_lone_lines`)
+        size = int(0.6 * length) | 1  # the length `_straight_runs` opens by
         if size < 16 or m.sum(axis=axis).max() < size:
             continue  # too small, or no row (column) holds enough ink for such a line
-        # A binary opening by a straight line, as two running filters (linear time in `size`).
-        found = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, size, axis=axis), size,
-                                         axis=axis).astype(bool)
+        found = _straight_runs(m, size, axis)
         along = found.any(axis=axis)  # rows (or columns) holding such a line
         _, count = ndimage.label(along)
         if count >= 2:
@@ -251,17 +259,13 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
         return out
     # Such a line is at least LONE_LINE times half as long as all the ink is tall (that
     # height counts the line and the gap to it: less than twice the rest's, for an underline).
-    size = max(16, int(LONE_LINE * 0.5 * (rows[-1] - rows[0] + 1))) | 1  # odd: see below
+    size = max(16, int(LONE_LINE * 0.5 * (rows[-1] - rows[0] + 1))) | 1  # as `_straight_runs` opens
     m = mask.view(np.uint8)
     long_rows = np.nonzero(m.sum(axis=1) >= size)[0]
     if size > mask.shape[1] or len(long_rows) == 0:
         return out  # most drawings: no row holds that much ink
-    # A binary opening of those rows by a level line, as two running filters (of an odd
-    # length: with an even one the two windows are off by a pixel, and the line's first
-    # column would be left behind).
     found = np.zeros_like(mask)
-    found[long_rows] = ndimage.maximum_filter1d(
-        ndimage.minimum_filter1d(m[long_rows], size, axis=1), size, axis=1).astype(bool)
+    found[long_rows] = _straight_runs(m[long_rows], size, axis=1)  # rows are opened alone
     rest = mask & ~found
     rest_rows = np.nonzero(rest.any(axis=1))[0]
     if not found.any() or len(rest_rows) == 0:
@@ -274,8 +278,9 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
             continue
         if pieces is None:
             pieces = ndimage.label(rest, structure=np.ones((3, 3), bool))[0]
-        if not _ends_in_a_stroke(lines == i, ys, xs, pieces):
-            out |= lines == i
+        line = lines == i
+        if not _ends_in_a_stroke(line, ys, xs, pieces):
+            out |= line
     return out
 
 
@@ -299,15 +304,14 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
                 or piece[eh:-eh, ew:-ew].mean() > 0.5):
             continue
         m = piece.view(np.uint8)
-        sw, sh = int(BOX_SIDE * w) | 1, int(BOX_SIDE * h) | 1  # odd: see `_lone_lines`
-        level = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, sw, axis=1), sw, axis=1)
-        upright = ndimage.maximum_filter1d(ndimage.minimum_filter1d(m, sh, axis=0), sh, axis=0)
-        # Only lines in the edge bands: a 1 as tall as the box, inside it, is no side.
+        sw, sh = int(BOX_SIDE * w), int(BOX_SIDE * h)
+        # Only lines in the edge bands, each band opened alone: a 1 as tall as the box,
+        # inside it, is no side.
         sides = np.zeros_like(piece)
-        sides[:eh] = level[:eh] > 0
-        sides[-eh:] = level[-eh:] > 0
-        sides[:, :ew] |= upright[:, :ew] > 0
-        sides[:, -ew:] |= upright[:, -ew:] > 0
+        sides[:eh] = _straight_runs(m[:eh], sw, axis=1)
+        sides[-eh:] = _straight_runs(m[-eh:], sw, axis=1)
+        sides[:, :ew] |= _straight_runs(m[:, :ew], sh, axis=0)
+        sides[:, -ew:] |= _straight_runs(m[:, -ew:], sh, axis=0)
         if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
                 and sides[:, -ew:].any()):
             continue
