@@ -136,6 +136,31 @@ def test_a_long_base_that_ends_in_the_digit_is_kept():
     assert group.box[3] + ink.offset[1] < 320 and group.box[2] + ink.offset[0] > 590
 
 
+def test_a_short_underline_under_a_digit_is_left_out(mnist, reader):
+    """A line a little wider than the digit, under it: it overlaps the digit's columns, so it
+    was read with it (a 7 over such a line as a 2, a 0 as "not a digit"): 37 of 40 right."""
+    right = 0
+    for i in range(40):
+        page = np.full((300, 300), 240.0)
+        left, _, rgt, bottom = mnist_on_page(mnist.test.images[i], 200, page, (50, 30))
+        page[bottom + 12: bottom + 17, left - 15: rgt + 15] = 30
+        right += read_image(reader, save(page, "PNG"), "underlined.png").number == str(
+            int(mnist.test.labels[i]))
+    assert right >= 39
+
+
+def test_a_base_drawn_apart_from_its_two_is_kept():
+    """A 2 whose base was drawn as a separate stroke: it starts where the diagonal ends, on the
+    same rows, so it is no underline."""
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.arc([(120, 60), (280, 200)], start=180, end=30, fill=0, width=10)  # the hook
+    draw.line([(265, 165), (130, 300)], fill=0, width=10)  # the diagonal down to the base
+    draw.line([(150, 300), (300, 300)], fill=0, width=10)  # the base, lifted pen, apart
+    (group,) = find_groups(find_ink(page))
+    assert group.box[2] - group.box[0] > 160  # the base's far end is in the digit's box
+
+
 @pytest.mark.parametrize("ones", [2, 3])
 def test_tall_ones_drawn_side_by_side_are_not_ruled_lines(reader, ones):
     """Upright bars across most of the canvas are 1s; only squared paper has upright lines.

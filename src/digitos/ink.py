@@ -28,6 +28,7 @@ DUST = 0.03  # a component smaller than this share of the writing's height is du
 SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
 NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
 OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
+FLAT = 0.25  # a line under a digit is at most this share of its length, and of the digit, tall
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
 STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
 LONE_LINE = 1.5  # a straight level line this many times as long as the rest of the ink is tall
@@ -272,14 +273,15 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
         return out
     tall = rest_rows[-1] - rest_rows[0] + 1
     lines, line_count = ndimage.label(found)
-    pieces = None
+    pieces, spans = None, []
     for i, (ys, xs) in enumerate(ndimage.find_objects(lines, line_count), start=1):
         if xs.stop - xs.start < LONE_LINE * tall:
             continue
         if pieces is None:
             pieces = ndimage.label(rest, structure=np.ones((3, 3), bool))[0]
+            spans = ndimage.find_objects(pieces)
         line = lines == i
-        if not _ends_in_a_stroke(line, ys, xs, pieces):
+        if not _ends_in_a_stroke(line, ys, xs, pieces, spans):
             out |= line
     return out
 
@@ -321,7 +323,8 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ends_in_a_stroke(line: np.ndarray, ys: slice, xs: slice, pieces: np.ndarray) -> bool:
+def _ends_in_a_stroke(line: np.ndarray, ys: slice, xs: slice, pieces: np.ndarray,
+                      spans: list[tuple[slice, slice]]) -> bool:
     """Whether a stroke leaves the line at one of its ends, as a 2's diagonal leaves its base.
 
     Strokes that meet the line away from its ends are digits written on it; bits of the
@@ -333,8 +336,8 @@ def _ends_in_a_stroke(line: np.ndarray, ys: slice, xs: slice, pieces: np.ndarray
     touching = grow(line[y0:y1, x0:x1], 1) & (pieces[y0:y1, x0:x1] > 0)
     end = 2 * thick + 2  # how near an end a stroke must meet the line to be its continuation
     for k in np.unique(pieces[y0:y1, x0:x1][touching]):
-        rows = np.nonzero((pieces == k).any(axis=1))[0]
-        if rows[0] >= ys.start - thick and rows[-1] < ys.stop + thick:
+        rows = spans[k - 1][0]  # the rows this piece spans (`find_objects` of `pieces`)
+        if rows.start >= ys.start - thick and rows.stop - 1 < ys.stop + thick:
             continue  # stays within the line's rows: part of the line's edge
         meet = np.nonzero((touching & (pieces[y0:y1, x0:x1] == k)).any(axis=0))[0] + x0
         if meet.min() < xs.start + end or meet.max() >= xs.stop - end:
@@ -407,6 +410,7 @@ def find_groups(ink: Ink) -> list[Group]:
     heights = np.array([b[3] - b[1] for b in boxes])
     extent = np.maximum(heights, [b[2] - b[0] for b in boxes])
     extent[frames] = 0  # neither digits nor specks
+    extent[_underlines(boxes, frames)] = 0
     tall = float(heights[extent > 0].max())
     big = [i for i in range(count) if extent[i] >= SPECK * tall]
     # Union-find over the big components: overlapping x-ranges make one digit.
@@ -467,6 +471,26 @@ def _frames(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[
         inside = ndimage.binary_fill_holes(grow(region == i + 1, 1))
         if any(inside[region == j].mean() > 0.9 for j in inner):
             out.append(i)
+    return out
+
+
+def _underlines(boxes: list[tuple[int, int, int, int]], frames: list[int]) -> list[int]:
+    """Components that are a short line drawn under a digit: flat (at most FLAT of its width
+    tall and of the digit's height), wholly below the digit, and under at least half of it.
+
+    No digit has a separate flat stroke wholly below the rest (a 2's base, even drawn apart,
+    reaches up to where its diagonal ends); a 5's separate bar lies above.
+    """
+    out = []
+    for i, (left, top, right, bottom) in enumerate(boxes):
+        h, w = bottom - top, right - left
+        if h > FLAT * w or i in frames:
+            continue
+        for j, (l2, t2, r2, b2) in enumerate(boxes):
+            if (j != i and j not in frames and b2 <= top and h <= FLAT * (b2 - t2)
+                    and min(right, r2) - max(left, l2) >= OVERLAP * (r2 - l2)):
+                out.append(i)
+                break
     return out
 
 
