@@ -103,6 +103,28 @@ def declared_1x40000000() -> bytes:
     return _png(img, optimize=True)
 
 
+@case
+def specks_20000() -> bytes:
+    """A 7 among 20,000 one-pixel specks on a 1000x1000 page (once 8 s: every speck was
+    looked inside for a frame)."""
+    rng = np.random.default_rng(0)
+    page = np.full((1000, 1000), 255, np.uint8)
+    page[rng.integers(0, 1000, 20_000), rng.integers(0, 1000, 20_000)] = 0
+    img = Image.fromarray(page)
+    ImageDraw.Draw(img).line([(400, 300), (600, 300), (450, 700)], fill=0, width=20)
+    return _png(img)
+
+
+@case
+def bars_245() -> bytes:
+    """12 rows of 245 thin bars, a page of marks (once 10 s: the 245 columns were each a digit
+    to group and read)."""
+    page = np.full((1000, 1000), 255, np.uint8)
+    for y in range(10, 940, 80):
+        page[y:y + 60, 10:990:4] = 0
+    return _png(Image.fromarray(page))
+
+
 def run_one(name: str, path: str, repeat: int) -> dict:
     from digitos.preprocess import ImageError, preprocess_file
 

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 import uvicorn
 from conftest import start_serve
@@ -43,6 +44,34 @@ def test_a_thin_line_on_a_huge_canvas_reads_within_a_bounded_working_size():
     seen = preprocess_file(data)
     assert seen.pixels.max() == 255
     assert seen.box[0] <= 3000 <= seen.box[2] and seen.box[1] <= 820 and seen.box[3] >= 5180
+
+
+def test_a_digit_among_thousands_of_specks_is_found():
+    """Specks by the thousand (a textured or noisy scan) are dust; looking inside each one for
+    a frame took 8 s for this image, and each is now passed over."""
+    rng = np.random.default_rng(0)
+    page = np.full((1000, 1000), 255, np.uint8)
+    page[rng.integers(0, 1000, 20_000), rng.integers(0, 1000, 20_000)] = 0
+    img = Image.fromarray(page)
+    ImageDraw.Draw(img).line([(400, 300), (600, 300), (450, 700)], fill=0, width=20)  # a 7
+    left, top, right, bottom = preprocess_file(png(img), "specks.png").box
+    # The 7, and the specks on or right next to it, not the page (the 7 is 420 px tall).
+    assert left <= 390 and top <= 290 and right >= 610 and bottom >= 710
+    assert left >= 300 and top >= 200 and right <= 700 and bottom <= 800
+
+
+def test_a_page_of_marks_is_refused_in_one_line(tmp_path):
+    """Hundreds of digit-sized marks (a page of text, a texture) are no number: each one cost a
+    pass over the whole image, and these 245 columns of bars took 10 s to read as 245 1s."""
+    page = np.full((1000, 1000), 255, np.uint8)
+    for y in range(10, 940, 80):
+        page[y:y + 60, 10:990:4] = 0
+    (tmp_path / "bars.png").write_bytes(png(Image.fromarray(page)))
+    with pytest.raises(ImageError, match="bars.png: 245 separate marks"):
+        preprocess_file(tmp_path / "bars.png")
+    out = subprocess.run([sys.executable, "-m", "digitos", "predict", str(tmp_path / "bars.png")],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "separate marks" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("size, message", [

@@ -28,6 +28,7 @@ DUST = 0.03  # a component smaller than this share of the writing's height is du
 SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
 NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
 OVERLAP = 0.5  # components whose x-ranges overlap by this share of the narrower are one digit
+MOST_GROUPS = 100  # digit-sized marks in one image: more is a page of text or a texture
 FLAT = 0.25  # a line under a digit is at most this share of its length, and of the digit, tall
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
 STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
@@ -398,7 +399,7 @@ def _boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
             for s in ndimage.find_objects(labels, count)]
 
 
-def find_groups(ink: Ink) -> list[Group]:
+def find_groups(ink: Ink, name: str = "image") -> list[Group]:
     """The writing's connected components, specks dropped, grouped into digits, left to right."""
     # Pieces are joined through their faint anti-aliased rims and one-pixel gaps: a thin pen
     # breaks apart at the ink threshold, and a digit should not.
@@ -422,15 +423,26 @@ def find_groups(ink: Ink) -> list[Group]:
             i = parent[i]
         return i
 
-    for a_i, a in enumerate(big):
-        for b in big[a_i + 1:]:
-            if _same_digit(boxes[a], boxes[b]):
+    # Only pieces that overlap in x, or lie at most 0.1 of the tallest apart (the widest gap
+    # `_same_digit` allows), can be one digit: a sweep from left to right looks at those pairs
+    # alone, so thousands of pieces (a page of marks, a textured photo) cost no more than
+    # their neighbours do.
+    reach = 0.1 * tall
+    by_left = sorted(big, key=lambda i: boxes[i][0])
+    for k, a in enumerate(by_left):
+        for b in by_left[k + 1:]:
+            if boxes[b][0] > boxes[a][2] + reach:
+                break
+            if root(a) != root(b) and _same_digit(boxes[a], boxes[b]):
                 parent[root(b)] = root(a)
     members: dict[int, list[int]] = {}
     for i in big:
         members.setdefault(root(i), []).append(i)
     groups = [_merge_box([boxes[i] for i in m]) for m in members.values()]
     roots = list(members)
+    if len(groups) > MOST_GROUPS:  # each costs a pass over the image below, and a reading
+        raise ImageError(f"{name}: {len(groups):,} separate marks of writing; more than "
+                         f"{MOST_GROUPS} is a page of text or a texture, not digits")
     # Specks join the digit they lie on or next to; the rest is dirt.
     for i in range(count):
         if extent[i] >= SPECK * tall or extent[i] < DUST * tall:
@@ -456,21 +468,25 @@ def _frames(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[
     """Components that are a closed loop drawn around other ink at least FRAME_HOLDS of the
     loop's height tall: the circle or box around a digit or a number, not part of it.
 
-    The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter.
+    The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter. Only
+    pieces at least SPECK of the tallest are looked at: a smaller one is a speck whatever it
+    holds, and a noisy photo has thousands of them (looking inside each one took seconds).
     """
+    if not boxes:
+        return []
+    left, top, right, bottom = np.asarray(boxes).T
+    height = bottom - top
     out = []
-    for i, (left, top, right, bottom) in enumerate(boxes):
-        least = FRAME_HOLDS * (bottom - top)
-        inner = [j + 1 for j, (l2, t2, r2, b2) in enumerate(boxes)
-                 if j != i and left < l2 and r2 < right and top < t2 and b2 < bottom
-                 and b2 - t2 >= least]
-        if not inner:
+    for i in np.nonzero(height >= max(3, SPECK * height.max()))[0]:
+        inner = np.nonzero((left > left[i]) & (right < right[i]) & (top > top[i])
+                           & (bottom < bottom[i]) & (height >= FRAME_HOLDS * height[i]))[0] + 1
+        if len(inner) == 0:
             continue
-        region = labels[top:bottom, left:right]
+        region = labels[top[i]:bottom[i], left[i]:right[i]]
         # Inside the loop: its holes, filled (grown by a pixel first, to close a thin pen's gaps).
         inside = ndimage.binary_fill_holes(grow(region == i + 1, 1))
         if any(inside[region == j].mean() > 0.9 for j in inner):
-            out.append(i)
+            out.append(int(i))
     return out
 
 

@@ -194,7 +194,7 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     """Read every digit in an image, left to right, splitting touching digits."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     ink = find_ink(open_image(source, label), label)
-    groups = find_groups(ink)
+    groups = find_groups(ink, label)
     first = _read_groups(reader, ink, groups)
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)

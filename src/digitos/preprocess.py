@@ -181,7 +181,7 @@ def digit_to_mnist(crop: np.ndarray) -> torch.Tensor:
 def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
     """A decoded image in MNIST's form (uint8 28x28, ink = 255), all its writing as one digit."""
     found = find_ink(img, name)
-    group = join(find_groups(found))
+    group = join(find_groups(found, name))
     pixels = digit_to_mnist(group_ink(found, group))
     box = tuple(box_in_input(found, group.box))
     return Preprocessed(pixels, found.polarity, found.size, box)

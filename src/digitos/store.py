@@ -267,7 +267,7 @@ def digits_of(image: bytes, label: str, name: str = "image") -> list[tuple[np.nd
     from .preprocess import digit_to_mnist, open_image
 
     found = find_ink(open_image(image, name), name)
-    groups = find_groups(found)
+    groups = find_groups(found, name)
     if label == NOT_A_DIGIT:
         return [(digit_to_mnist(group_ink(found, join(groups))).numpy(), label)]
     if len(groups) != len(label):
