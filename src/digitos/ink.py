@@ -495,19 +495,25 @@ def _underlines(boxes: list[tuple[int, int, int, int]], frames: list[int]) -> li
     tall and of the digit's height), wholly below the digit, and under at least half of it.
 
     No digit has a separate flat stroke wholly below the rest (a 2's base, even drawn apart,
-    reaches up to where its diagonal ends); a 5's separate bar lies above.
+    reaches up to where its diagonal ends); a 5's separate bar lies above. Only pieces at
+    least SPECK of the tallest are digits to look under: thousands of specks cost no more.
     """
-    out = []
-    for i, (left, top, right, bottom) in enumerate(boxes):
-        h, w = bottom - top, right - left
-        if h > FLAT * w or i in frames:
+    if not boxes:
+        return []
+    left, top, right, bottom = np.asarray(boxes).T
+    height, width = bottom - top, right - left
+    flat = height <= FLAT * width
+    flat[frames] = False
+    under = np.zeros(len(boxes), bool)
+    for j in np.nonzero(height >= SPECK * height.max())[0]:
+        if j in frames:
             continue
-        for j, (l2, t2, r2, b2) in enumerate(boxes):
-            if (j != i and j not in frames and b2 <= top and h <= FLAT * (b2 - t2)
-                    and min(right, r2) - max(left, l2) >= OVERLAP * (r2 - l2)):
-                out.append(i)
-                break
-    return out
+        overlap = np.minimum(right, right[j]) - np.maximum(left, left[j])
+        found = (flat & (top >= bottom[j]) & (height <= FLAT * height[j])
+                 & (overlap >= OVERLAP * width[j]))
+        found[j] = False
+        under |= found
+    return [int(i) for i in np.nonzero(under)[0]]
 
 
 def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
