@@ -103,16 +103,15 @@ async def load(url: str, kind: str, bodies: list, concurrency: int, seconds: flo
     async def one_client(k: int, client: httpx.AsyncClient) -> None:
         # The client runs on the server's cores, so it does as little as it can per request:
         # each canvas request is built once (JSON encoded, headers checked) and sent again.
-        if kind == "canvas":
-            requests = [client.build_request("POST", "/api/predict", content=body, headers=JSON)
-                        for body in bodies]
+        sent = ([client.build_request("POST", "/api/predict", content=body, headers=JSON)
+                 for body in bodies] if kind == "canvas" else bodies)
         i = k
         while time.perf_counter() < stop:
-            body = bodies[i % len(bodies)]
+            body = sent[i % len(sent)]
             t0 = time.perf_counter()
             try:
                 if kind == "canvas":
-                    r = await client.send(requests[i % len(bodies)])
+                    r = await client.send(body)
                 else:
                     r = await client.post("/api/predict",
                                           files={"file": ("photo.jpg", body, "image/jpeg")})

@@ -407,11 +407,12 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
     labels, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
     labels[~ink.mask] = 0
     boxes = _boxes(labels, count)
-    frames = _frames(labels, boxes)
-    heights = np.array([b[3] - b[1] for b in boxes])
-    extent = np.maximum(heights, [b[2] - b[0] for b in boxes])
+    corners = np.asarray(boxes).reshape(-1, 4)  # the boxes as one array, for the tests below
+    frames = _frames(labels, corners)
+    heights = corners[:, 3] - corners[:, 1]
+    extent = np.maximum(heights, corners[:, 2] - corners[:, 0])
     extent[frames] = 0  # neither digits nor specks
-    extent[_underlines(boxes, frames)] = 0
+    extent[_underlines(corners, frames)] = 0
     tall = float(heights[extent > 0].max())
     big = [i for i in range(count) if extent[i] >= SPECK * tall]
     # Union-find over the big components: overlapping x-ranges make one digit.
@@ -464,17 +465,18 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
     return sorted(out, key=lambda g: (g.box[0] + g.box[2]) / 2)
 
 
-def _frames(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[int]:
+def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
     """Components that are a closed loop drawn around other ink at least FRAME_HOLDS of the
     loop's height tall: the circle or box around a digit or a number, not part of it.
 
     The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter. Only
     pieces at least SPECK of the tallest are looked at: a smaller one is a speck whatever it
     holds, and a noisy photo has thousands of them (looking inside each one took seconds).
+    `corners` holds each component's (left, top, right, bottom), one row each.
     """
-    if not boxes:
+    if len(corners) == 0:
         return []
-    left, top, right, bottom = np.asarray(boxes).T
+    left, top, right, bottom = corners.T
     height = bottom - top
     out = []
     for i in np.nonzero(height >= max(3, SPECK * height.max()))[0]:
@@ -490,29 +492,29 @@ def _frames(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[
     return out
 
 
-def _underlines(boxes: list[tuple[int, int, int, int]], frames: list[int]) -> list[int]:
+def _underlines(corners: np.ndarray, frames: list[int]) -> list[int]:
     """Components that are a short line drawn under a digit: flat (at most FLAT of its width
     tall and of the digit's height), wholly below the digit, and under at least half of it.
 
     No digit has a separate flat stroke wholly below the rest (a 2's base, even drawn apart,
     reaches up to where its diagonal ends); a 5's separate bar lies above. Only pieces at
     least SPECK of the tallest are digits to look under: thousands of specks cost no more.
+    `corners` holds each component's (left, top, right, bottom), one row each.
     """
-    if not boxes:
+    if len(corners) == 0:
         return []
-    left, top, right, bottom = np.asarray(boxes).T
+    left, top, right, bottom = corners.T
     height, width = bottom - top, right - left
     flat = height <= FLAT * width
     flat[frames] = False
-    under = np.zeros(len(boxes), bool)
+    under = np.zeros(len(corners), bool)
     for j in np.nonzero(height >= SPECK * height.max())[0]:
         if j in frames:
             continue
         overlap = np.minimum(right, right[j]) - np.maximum(left, left[j])
-        found = (flat & (top >= bottom[j]) & (height <= FLAT * height[j])
-                 & (overlap >= OVERLAP * width[j]))
-        found[j] = False
-        under |= found
+        # (j itself is never wholly below its own bottom)
+        under |= (flat & (top >= bottom[j]) & (height <= FLAT * height[j])
+                  & (overlap >= OVERLAP * width[j]))
     return [int(i) for i in np.nonzero(under)[0]]
 
 
