@@ -8,7 +8,7 @@ from digitos.checkpoint import load_checkpoint
 from digitos.datasets import make_splits
 from digitos.errors import DigitosError
 from digitos.evaluate import evaluate_split
-from digitos.train import RUN_FILES, TrainConfig, fit, read_metrics
+from digitos.train import RUN_FILES, TrainConfig, fit, make_optimizer, read_metrics
 
 
 def small_config(mnist_dir, out, **kw):
@@ -114,3 +114,22 @@ def test_not_a_digit_needs_mnist(mnist_dir, tmp_path):
     with pytest.raises(DigitosError, match="--not-a-digit"):
         fit(small_config(mnist_dir, tmp_path / "run", not_a_digit=True, dataset="idx"),
             log=lambda s: None)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adadelta"])
+def test_fused_optimizers_take_the_same_steps(name):
+    # On a GPU the update runs fused (one kernel); it must move the weights exactly as the
+    # plain update does. Adadelta has no fused version and is built as usual.
+    cfg = TrainConfig(optimizer=name, lr=0.05, weight_decay=5e-4)
+    start = torch.randn(50, generator=torch.Generator().manual_seed(0))
+    weights = []
+    for fused in (False, True):
+        w = torch.nn.Parameter(start.clone())
+        opt = make_optimizer(cfg, [w], fused=fused)
+        assert bool(opt.defaults.get("fused")) == (fused and name != "adadelta")
+        for step in range(5):
+            w.grad = torch.sin(w.detach() * (step + 1))
+            opt.step()
+        weights.append(w.detach())
+    assert not torch.equal(weights[0], start)
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
