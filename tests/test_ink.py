@@ -263,6 +263,34 @@ def test_a_five_whose_bar_is_drawn_off_to_the_right_is_one_digit(reader):
     assert read_image(reader, png(page), "five.png").number == "5"
 
 
+def test_a_bar_standing_apart_beside_the_top_of_a_five_joins_it(reader):
+    # As some of MNIST's own 5s are written: the bar well clear of the body, to its right.
+    page = Image.new("L", (460, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(160, 100), (150, 190)], fill=0, width=16)
+    draw.arc([(110, 160), (270, 330)], start=-150, end=140, fill=0, width=16)
+    draw.line([(310, 100), (400, 96)], fill=0, width=16)  # the bar, 40 px (a sixth) clear
+    groups = find_groups(find_ink(page))
+    assert len(groups) == 1
+    assert groups[0].box[2] - groups[0].box[0] > 250  # the bar is in it
+    assert read_image(reader, png(page), "five.png").number == "5"
+
+
+@pytest.mark.parametrize("mark", ["minus", "degree"])
+def test_a_minus_or_a_degree_sign_beside_a_digit_does_not_join_it(reader, mark):
+    page = Image.new("L", (460, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(160, 90), (300, 90), (210, 320)], fill=0, width=16)  # a 7
+    if mark == "minus":  # before it, at mid-height
+        draw.line([(40, 200), (120, 200)], fill=0, width=14)
+    else:  # after it, at the top
+        draw.ellipse([(335, 70), (385, 120)], outline=0, width=10)
+    groups = find_groups(find_ink(page))
+    assert len(groups) == 1
+    assert groups[0].box[2] - groups[0].box[0] < 170  # the 7 alone
+    assert read_image(reader, png(page), "seven.png").number == "7"
+
+
 def test_a_line_under_a_digit_and_off_to_the_side_is_not_part_of_it():
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)

@@ -33,6 +33,9 @@ FLAT = 0.25  # a line under a digit is at most this share of its length, and of 
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
 STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
 LONE_LINE = 1.5  # a straight level line this many times as long as the rest of the ink is tall
+BAR = 1.5  # a bar apart beside a digit's top (a 5's) is this many times as wide as tall...
+BAR_GAP = 0.25  # ...at most this share of the digit's height from its side...
+TOP_PART = 0.35  # ...with its bottom in this top share of the digit, its top at most as high above
 FRAME_HOLDS = 0.5  # a loop around ink this share of its height tall is a frame around it
 BOX_SIDE = 0.8  # a box's sides run along at least this share of its width and height
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
@@ -454,6 +457,7 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
             if left - pad <= cx <= right + pad and top - pad <= cy <= bottom + pad:
                 members[roots[g]].append(i)
                 break
+    _bars_beside_tops(members, roots, boxes)
     out = []
     for r in roots:
         keep = np.zeros(count + 1, bool)
@@ -463,6 +467,37 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
     tallest = max(g.box[3] - g.box[1] for g in out)
     out = [g for g in out if g.box[3] - g.box[1] >= SMALL_GROUP * tallest]
     return sorted(out, key=lambda g: (g.box[0] + g.box[2]) / 2)
+
+
+def _bars_beside_tops(members: dict[int, list[int]], roots: list[int],
+                      boxes: list[tuple[int, int, int, int]]) -> None:
+    """A small bar standing apart beside the top of a digit joins that digit, in place.
+
+    A 5's bar, or the start of a 2's hook, drawn apart and off to the side: too far for
+    `_same_digit`, and as a group of its own too small to be a digit, so it would be dropped
+    and the 5 read as a J. It joins the one digit it is nearest to, no chain of joins: a bar
+    (at least BAR times as wide as tall, under SMALL_GROUP of the digit's height) whose bottom
+    is in the top TOP_PART of the digit, at most BAR_GAP of the digit's height from its side.
+    A minus sign sits lower, a degree sign or an apostrophe is no bar.
+    """
+    box = {r: _merge_box([boxes[i] for i in members[r]]) for r in roots}
+    tallest = max(b[3] - b[1] for b in box.values())
+    digits = [r for r in roots if box[r][3] - box[r][1] >= SMALL_GROUP * tallest]
+    for r in list(roots):
+        left, top, right, bottom = box[r]
+        if r in digits or right - left < BAR * (bottom - top):
+            continue
+        best, nearest = None, float("inf")
+        for d in digits:
+            dl, dt, dr, db = box[d]
+            h = db - dt
+            gap = max(dl - right, left - dr)
+            if (bottom - top < SMALL_GROUP * h and gap <= BAR_GAP * h and gap < nearest
+                    and dt - TOP_PART * h <= top and bottom <= dt + TOP_PART * h):
+                best, nearest = d, gap
+        if best is not None:
+            members[best] += members.pop(r)
+            roots.remove(r)
 
 
 def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
