@@ -424,6 +424,52 @@ def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
     assert result.not_a_digit == joined
 
 
+class _OneAndSeven(_StandIn):
+    """A stand-in reader: wide ink is surely no digit; of narrow pieces read together, the
+    first is a 1 and the next a 7, each with a given confidence."""
+
+    def __init__(self, confidence):
+        self.confidence = confidence
+
+    def read_many(self, pixels):
+        out, narrow = [], 0
+        for p in pixels:
+            probs = [0.0] * 11
+            if int((p > 100).any(dim=0).sum()) > 10:
+                probs[10] = 0.99
+                out.append(Reading("not a digit", 0.99, probs, False, self.classes))
+                continue
+            digit = (1, 7)[narrow % 2]
+            narrow += 1
+            probs[digit], probs[10] = self.confidence, 1 - self.confidence
+            out.append(Reading(str(digit), self.confidence, probs, False, self.classes))
+        return out
+
+
+@pytest.mark.parametrize(("joined", "confidence", "number"),
+                         [(True, 0.95, "17"), (True, 0.8, ""), (False, 0.8, "17")])
+def test_one_stroke_sure_to_be_no_digit_is_cut_only_into_sure_digits(joined, confidence,
+                                                                     number, monkeypatch):
+    """All the writing is one stroke that the model is sure is no digit (a letter such as
+    an @, a doodle): cutting it must give pieces read at CUT_SURE or more, not merely
+    NUMBER_SURE as for digits written apart."""
+    page = Image.new("L", (400, 600), 255)
+    draw = ImageDraw.Draw(page)
+    for x in (100, 300):
+        draw.line([(x, 60 if joined else 80), (x, 300)], fill=0, width=14)
+    if joined:
+        draw.line([(100, 60), (300, 60)], fill=0, width=14)
+
+    def middle(group, most, valleys=True):  # the one cut that parts the two bars
+        left, top, right, bottom = group.box
+        return [np.full(bottom - top, (left + right) // 2)]
+
+    monkeypatch.setattr(predict, "cut_paths", middle)
+    result = read_image(_OneAndSeven(confidence), png(page), "drawing.png")
+    assert result.number == number
+    assert result.not_a_digit == (number == "")
+
+
 class _OddSeven(_StandIn):
     """A stand-in reader: narrow ink is a sure 1; wider ink is "not a digit" with a given
     probability, and otherwise most likely a 7."""

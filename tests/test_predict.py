@@ -138,6 +138,35 @@ def test_predict_reads_a_number_and_says_not_a_digit(mnist, tmp_path):
     assert second.startswith(f"{tmp_path / 'shoe.png'}: not a digit (")
 
 
+def test_pictures_of_things_are_not_digits_and_drawings_are_no_pictures(mnist, reader):
+    """A grey picture of a shirt keeps only its darkest edges at the ink threshold, and those
+    read as digits (two sleeves as "11"); the shaded area around them says it is a picture.
+    Drawn digits, saved every way a person saves them, have next to none."""
+    from digitos.drawings import render
+    from digitos.ink import SHADED, find_ink, shaded
+    from digitos.predict import read_image, reading_json, reading_text
+    from digitos.preprocess import open_image
+
+    fashion = load_fashion_test()
+    for i in (6033, 6127, 6252):  # shirts that read as "11" without the rule
+        item = Image.fromarray(255 - fashion[i].numpy()).resize((224, 224), Image.BICUBIC)
+        page = Image.new("L", (400, 300), 255)
+        page.paste(item, (90, 40))
+        result = read_image(reader, png(page), "shirt.png")
+        assert result.not_a_digit and result.picture and result.number == ""
+        row = reading_json("shirt.png", result)
+        assert row["not_a_digit"] is True and row["confidence"] == 1.0
+        assert reading_text("shirt.png", result) == "shirt.png: not a digit (a picture)"
+    rng = np.random.default_rng(0)
+    measured = []
+    for img, label in zip(mnist.test.images[:150], mnist.test.labels[:150], strict=True):
+        data = render(img, int(label), rng).data
+        measured.append(shaded(find_ink(open_image(data, "digit.png"))))
+        result = read_image(reader, data, "digit.png")
+        assert not result.picture
+    assert max(measured) < SHADED / 10
+
+
 def load_fashion_test():
     from digitos.negatives import fashion_images
 

@@ -16,6 +16,7 @@ from .checkpoint import load_checkpoint, load_state_dict_file
 from .errors import DigitosError
 from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
+    SHADED,
     Group,
     Ink,
     between,
@@ -25,6 +26,7 @@ from .ink import (
     find_ink,
     group_ink,
     join,
+    shaded,
 )
 from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import (
@@ -159,6 +161,7 @@ SPLIT_NOT_A_DIGIT = 0.4  # ...or than this, when it reads as no digit beside dig
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
 NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
+CUT_SURE = 0.9  # or this surely, when they were all cut from one piece that reads as no digit
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
 
@@ -188,6 +191,7 @@ class ImageReading:
     whole: DigitReading  # all the writing read as one: what a not-a-digit answer rests on
     polarity: str
     size: tuple[int, int]
+    picture: bool = False  # not a digit because it is a picture: shaded areas, not pen strokes
 
 
 def read_image(reader: Reader, source: str | Path | bytes, name: str | None = None) -> ImageReading:
@@ -210,12 +214,20 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         digits = [p for p in pieces if not p.not_a_digit]
         # Most of the writing is not digits, or its pieces read as digits only unsurely (a
         # word, a doodle, a letter cut into digit-like pieces): not a number.
-        not_digit = (len(digits) * 2 <= len(pieces) or _surety(digits) < NUMBER_SURE
+        # All the writing one piece that the model is sure is no digit (a letter, a doodle,
+        # or digits pushed together): cut, its pieces must read surely to outweigh that.
+        sure = CUT_SURE if len(groups) == 1 and first[0].not_a_digit else NUMBER_SURE
+        not_digit = (len(digits) * 2 <= len(pieces) or _surety(digits) < sure
                      or not _alike(digits))
         if not_digit:
             digits = []
+    # Wide grey areas around the "strokes": a picture of a thing, not writing.
+    picture = shaded(ink) > SHADED
+    if picture:
+        not_digit, digits = True, []
     number = "".join(d.reading.digit for d in digits)
-    return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
+    return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size,
+                        picture)
 
 
 def _read_beside_digits(piece: DigitReading) -> DigitReading:
@@ -328,6 +340,8 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
 
 def not_a_digit_confidence(result: ImageReading) -> float:
     """How surely the image holds no digit."""
+    if result.picture:
+        return 1.0  # not the model's word: the rule about shaded areas (`ink.shaded`)
     if result.whole.not_a_digit or len(result.pieces) <= 1:
         return result.whole.reading.not_a_digit_probability
     return sum(p.reading.not_a_digit_probability for p in result.pieces) / len(result.pieces)
@@ -361,11 +375,14 @@ def reading_json(path: str, result: ImageReading) -> dict:
                 "confidence": min(d["confidence"] for d in out["digits"]),
                 "unsure": any(d["unsure"] for d in out["digits"]), "probabilities": None}
     out["not_a_digit_probability"] = round(result.whole.reading.not_a_digit_probability, 6)
+    out["picture"] = result.picture  # not a digit because the image is a picture of a thing
     return out
 
 
 def reading_text(path: str, result: ImageReading) -> str:
     """The plain line `predict` prints: the number, then each digit with its confidence."""
+    if result.picture:
+        return f"{path}: not a digit (a picture)"
     if result.not_a_digit:
         return f"{path}: not a digit ({100 * not_a_digit_confidence(result):.1f}%)"
     if len(result.digits) == 1:

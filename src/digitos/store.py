@@ -147,9 +147,11 @@ class DrawingStore:
         The digits' 28x28s get the label's characters when the reading found as many digits
         as the label has; "not a digit" labels the whole drawing's 28x28.
         """
+        from .predict import not_a_digit_confidence  # torch is loaded: a reading was made
+
         label = check_label(label)
         if reading.not_a_digit or not reading.digits:
-            read_as, confidence = NOT_A_DIGIT, reading.whole.reading.not_a_digit_probability
+            read_as, confidence = NOT_A_DIGIT, not_a_digit_confidence(reading)
         else:
             read_as = reading.number
             confidence = min(d.reading.confidence for d in reading.digits)
