@@ -404,22 +404,29 @@ class _Bars(_StandIn):
         return out
 
 
-@pytest.mark.parametrize("joined", [True, False])
-def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
-    """A letter like a Π, n, H or M (or a comb) is one stroke whose pieces each look like a 1:
-    it is no "11". The same bars written apart are."""
+def read_two_bars(reader, joined, monkeypatch):
+    """Two upright bars, joined at the top into one stroke (a Π) or apart, read by `reader`
+    with the one cut that parts them as the only candidate."""
     page = Image.new("L", (400, 600), 255)  # bars across most of a page are ruled lines
     draw = ImageDraw.Draw(page)
     for x in (100, 300):
         draw.line([(x, 60 if joined else 80), (x, 300)], fill=0, width=14)
     if joined:
         draw.line([(100, 60), (300, 60)], fill=0, width=14)
-    def middle(group, most, valleys=True):  # the one cut that parts the two bars
+
+    def middle(group, most, valleys=True):
         left, top, right, bottom = group.box
         return [np.full(bottom - top, (left + right) // 2)]
 
     monkeypatch.setattr(predict, "cut_paths", middle)
-    result = read_image(_Bars(), png(page), "comb.png")
+    return read_image(reader, png(page), "bars.png")
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_one_stroke_cut_into_bars_only_is_not_a_number(joined, monkeypatch):
+    """A letter like a Π, n, H or M (or a comb) is one stroke whose pieces each look like a 1:
+    it is no "11". The same bars written apart are."""
+    result = read_two_bars(_Bars(), joined, monkeypatch)
     assert result.number == ("" if joined else "11")
     assert result.not_a_digit == joined
 
@@ -453,19 +460,7 @@ def test_one_stroke_sure_to_be_no_digit_is_cut_only_into_sure_digits(joined, con
     """All the writing is one stroke that the model is sure is no digit (a letter such as
     an @, a doodle): cutting it must give pieces read at CUT_SURE or more, not merely
     NUMBER_SURE as for digits written apart."""
-    page = Image.new("L", (400, 600), 255)
-    draw = ImageDraw.Draw(page)
-    for x in (100, 300):
-        draw.line([(x, 60 if joined else 80), (x, 300)], fill=0, width=14)
-    if joined:
-        draw.line([(100, 60), (300, 60)], fill=0, width=14)
-
-    def middle(group, most, valleys=True):  # the one cut that parts the two bars
-        left, top, right, bottom = group.box
-        return [np.full(bottom - top, (left + right) // 2)]
-
-    monkeypatch.setattr(predict, "cut_paths", middle)
-    result = read_image(_OneAndSeven(confidence), png(page), "drawing.png")
+    result = read_two_bars(_OneAndSeven(confidence), joined, monkeypatch)
     assert result.number == number
     assert result.not_a_digit == (number == "")
 
