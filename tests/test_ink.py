@@ -58,6 +58,21 @@ def test_specks_and_shadow_around_a_photo_digit_are_dropped(mnist, reader):
     assert right >= 9
 
 
+def test_a_shadow_across_a_photo_digit_is_the_light_not_a_picture(mnist, reader):
+    """A band of shadow across the paper (and through the digit) is grey and wide, as the
+    shading of a picture is; but it runs on past the writing, so the digit is still read."""
+    right = 0
+    for i in range(10):
+        page = photo_page(seed=i)
+        mnist_on_page(mnist.test.images[i], 300, page, (300, 180))
+        x = 250 + 37 * i
+        page[:, x:x + 135] *= 0.75
+        result = read_image(reader, save(page), "shadow.jpg")
+        assert not result.picture
+        right += result.number == str(int(mnist.test.labels[i]))
+    assert right >= 9
+
+
 def test_a_digit_on_squared_paper_reads_without_the_grid(mnist, reader):
     right = 0
     for i in range(10):

@@ -143,7 +143,7 @@ def test_pictures_of_things_are_not_digits_and_drawings_are_no_pictures(mnist, r
     read as digits (two sleeves as "11"); the shaded area around them says it is a picture.
     Drawn digits, saved every way a person saves them, have next to none."""
     from digitos.drawings import render
-    from digitos.ink import SHADED, find_ink, shaded
+    from digitos.ink import SHADED, find_ink
     from digitos.predict import read_image, reading_json, reading_text
     from digitos.preprocess import open_image
 
@@ -161,7 +161,7 @@ def test_pictures_of_things_are_not_digits_and_drawings_are_no_pictures(mnist, r
     measured = []
     for img, label in zip(mnist.test.images[:150], mnist.test.labels[:150], strict=True):
         data = render(img, int(label), rng).data
-        measured.append(shaded(find_ink(open_image(data, "digit.png"))))
+        measured.append(find_ink(open_image(data, "digit.png")).shading)
         result = read_image(reader, data, "digit.png")
         assert not result.picture
     assert max(measured) < SHADED / 10

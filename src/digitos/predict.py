@@ -26,7 +26,6 @@ from .ink import (
     find_ink,
     group_ink,
     join,
-    shaded,
 )
 from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import (
@@ -222,7 +221,7 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         if not_digit:
             digits = []
     # Wide grey areas around the "strokes": a picture of a thing, not writing.
-    picture = shaded(ink) > SHADED
+    picture = ink.shading > SHADED
     if picture:
         not_digit, digits = True, []
     number = "".join(d.reading.digit for d in digits)
@@ -341,7 +340,7 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
 def not_a_digit_confidence(result: ImageReading) -> float:
     """How surely the image holds no digit."""
     if result.picture:
-        return 1.0  # not the model's word: the rule about shaded areas (`ink.shaded`)
+        return 1.0  # not the model's word: the rule about shaded areas (`Ink.shading`)
     if result.whole.not_a_digit or len(result.pieces) <= 1:
         return result.whole.reading.not_a_digit_probability
     return sum(p.reading.not_a_digit_probability for p in result.pieces) / len(result.pieces)
