@@ -374,9 +374,9 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     if not mask.any():
         raise NoInk(name)
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
-    shading = _shading(ink, mask)
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]  # the writing's
+    shading = _shading(ink, mask, ys, xs)
     # Only the writing and a margin around it are kept: what follows costs what the ink costs.
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     m = CROP_MARGIN
     y0, y1 = max(int(ys[0]) - m, 0), int(ys[-1]) + m + 1
     x0, x1 = max(int(xs[0]) - m, 0), int(xs[-1]) + m + 1
@@ -387,7 +387,7 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
                scale, size, (origin[0] + x0, origin[1] + y0), shading)
 
 
-def _shading(ink: np.ndarray, mask: np.ndarray) -> float:
+def _shading(ink: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
     """How much wide grey area lies around the writing, as a multiple of the strokes' area.
 
     A pen leaves strokes on paper: beside them only a faint rim, the paper's grain, and now
@@ -401,8 +401,7 @@ def _shading(ink: np.ndarray, mask: np.ndarray) -> float:
     let a faint blurred stroke through: 0.09 at a sixth); over SHADED for a sixth of the
     pictures of clothes, and for half of those that read as digits.
     """
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    height = int(rows[-1] - rows[0] + 1)
+    height = int(rows[-1] - rows[0] + 1)  # rows, cols: those that hold writing, in order
     r = max(3, round(0.2 * height)) // 2  # the square's half-width
     # Block means (step px a side, about 8 blocks to a square) fill in the paper's grain and
     # make the opening cheap: a canvas drawing is read in a few milliseconds in all.
