@@ -251,6 +251,33 @@ def test_a_face_keeps_its_circle():
     assert right - left > 190 and bottom - top > 190
 
 
+@pytest.mark.parametrize("marks", ["eyes", "mouth", "dot"])
+def test_a_face_is_no_digit_but_a_dotted_zero_and_drawn_digits_are(mnist, reader, marks):
+    """Marks inside a loop are a face (or a drawn thing): no digit holds them in its hole.
+    The model alone reads these faces as a 0 (with eyes and a smile, it knows them). One dot
+    is a dotted zero. Drawn MNIST digits, loops and all, hold no marks."""
+    from digitos.drawings import render
+
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.ellipse([(120, 80), (280, 320)], outline=0, width=16)
+    if marks == "eyes":
+        draw.ellipse([(164, 154), (172, 162)], fill=0)
+        draw.ellipse([(228, 154), (236, 162)], fill=0)
+    elif marks == "mouth":
+        draw.line([(178, 250), (222, 250)], fill=0, width=6)
+    else:
+        draw.ellipse([(192, 192), (208, 208)], fill=0)
+    result = read_image(reader, png(page), "face.png")
+    assert result.whole.reading.digit == "0"  # what the model says: the rule decides
+    assert result.number == ("0" if marks == "dot" else "")
+    assert result.not_a_digit is (marks != "dot")
+    rng = np.random.default_rng(1)
+    for img, label in zip(mnist.test.images[:300], mnist.test.labels[:300], strict=True):
+        ink = find_ink(Image.open(io.BytesIO(render(img, int(label), rng).data)))
+        assert not any(g.holds_marks for g in find_groups(ink))
+
+
 def five_with_a_detached_bar() -> Image.Image:
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)

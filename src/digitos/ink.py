@@ -39,6 +39,7 @@ TOP_PART = 0.35  # ...with its bottom in this top share of the digit, its top at
 FRAME_HOLDS = 0.5  # a loop around ink this share of its height tall is a frame around it
 BOX_SIDE = 0.8  # a box's sides run along at least this share of its width and height
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
+MARK_WIDE = 0.25  # a mark this share of a loop's width inside it is no dot in a zero
 SHADED = 0.1  # wide grey areas, this share of the strokes' area: a picture, not writing
 
 
@@ -76,6 +77,7 @@ class Group:
 
     mask: np.ndarray  # bool (H, W), the whole working image, only this digit's pixels set
     box: tuple[int, int, int, int]  # left, top, right, bottom (exclusive) at the working scale
+    holds_marks: bool = False  # a separate mark lies inside one of its loops (`_marks_inside`)
 
 
 def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], tuple[int, int]]:
@@ -507,7 +509,8 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
         keep = np.zeros(count + 1, bool)
         keep[[i + 1 for i in members[r]]] = True
         mask = keep[labels]
-        out.append(Group(mask, _merge_box([boxes[i] for i in members[r]])))
+        out.append(Group(mask, _merge_box([boxes[i] for i in members[r]]),
+                         _marks_inside(labels, members[r], boxes)))
     tallest = max(g.box[3] - g.box[1] for g in out)
     out = [g for g in out if g.box[3] - g.box[1] >= SMALL_GROUP * tallest]
     return sorted(out, key=lambda g: (g.box[0] + g.box[2]) / 2)
@@ -542,6 +545,41 @@ def _bars_beside_tops(members: dict[int, list[int]], roots: list[int],
         if best is not None:
             members[best] += members.pop(r)
             roots.remove(r)
+
+
+def _marks_inside(labels: np.ndarray, members: list[int],
+                  boxes: list[tuple[int, int, int, int]]) -> bool:
+    """Whether marks lie inside a loop of a digit's ink: a face's eyes or mouth.
+
+    No digit holds separate marks in its hole (a 0's slash crosses the loop, and is part of
+    it; a dotted zero holds one dot); a face, a drawn thing or a doodle often does. A mark as
+    tall as half the loop is a digit in a frame, not this (`_frames` takes the frame away
+    first). Measured: no wild-dev image and no drawn MNIST digit holds marks.
+    """
+    if len(members) < 2:
+        return False
+    tall = max(boxes[i][3] - boxes[i][1] for i in members)
+    for i in members:
+        left, top, right, bottom = boxes[i]
+        if bottom - top < 0.3 * tall:
+            continue  # too small to hold a loop around another piece
+        inner = [j for j in members if j != i and boxes[j][0] > left and boxes[j][1] > top
+                 and boxes[j][2] < right and boxes[j][3] < bottom]
+        if not inner:
+            continue
+        region = labels[top:bottom, left:right]
+        loop = grow(region == i + 1, 1)  # grown a pixel: a thin pen's gaps closed
+        holes = ndimage.binary_fill_holes(loop) & ~loop
+        # Each piece's pixels in the holes and in all: one count over the box, however many.
+        size = int(region.max()) + 1
+        held, total = np.bincount(region[holes], minlength=size), np.bincount(region.ravel())
+        marks = [j for j in inner if held[j + 1] > 0.9 * total[j + 1]]
+        # One dot alone may be a dotted zero; two marks (eyes), or one as wide as a quarter of
+        # the loop (a mouth), are not.
+        if len(marks) >= 2 or any(boxes[j][2] - boxes[j][0] >= MARK_WIDE * (right - left)
+                                  for j in marks):
+            return True
+    return False
 
 
 def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:

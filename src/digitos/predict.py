@@ -222,7 +222,8 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
             digits = []
     # Wide grey areas around the "strokes": a picture of a thing, not writing.
     picture = ink.shading > SHADED
-    if picture:
+    # Marks inside a loop (a face's eyes): a drawing of a thing too, though of strokes.
+    if picture or any(g.holds_marks for g in groups):
         not_digit, digits = True, []
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size,
