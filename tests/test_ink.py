@@ -252,12 +252,10 @@ def test_a_face_keeps_its_circle():
 
 
 @pytest.mark.parametrize("marks", ["eyes", "mouth", "dot"])
-def test_a_face_is_no_digit_but_a_dotted_zero_and_drawn_digits_are(mnist, reader, marks):
+def test_a_face_is_no_digit_but_a_dotted_zero_is(reader, marks):
     """Marks inside a loop are a face (or a drawn thing): no digit holds them in its hole.
     The model alone reads these faces as a 0 (with eyes and a smile, it knows them). One dot
-    is a dotted zero. Drawn MNIST digits, loops and all, hold no marks."""
-    from digitos.drawings import render
-
+    is a dotted zero."""
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)
     draw.ellipse([(120, 80), (280, 320)], outline=0, width=16)
@@ -272,6 +270,12 @@ def test_a_face_is_no_digit_but_a_dotted_zero_and_drawn_digits_are(mnist, reader
     assert result.whole.reading.digit == "0"  # what the model says: the rule decides
     assert result.number == ("0" if marks == "dot" else "")
     assert result.not_a_digit is (marks != "dot")
+
+
+def test_drawn_digits_hold_no_marks_inside_their_loops(mnist):
+    """Drawn MNIST digits, loops and all, saved every way a person saves them."""
+    from digitos.drawings import render
+
     rng = np.random.default_rng(1)
     for img, label in zip(mnist.test.images[:300], mnist.test.labels[:300], strict=True):
         ink = find_ink(Image.open(io.BytesIO(render(img, int(label), rng).data)))

@@ -567,17 +567,11 @@ def _marks_inside(labels: np.ndarray, members: list[int],
                  and boxes[j][2] < right and boxes[j][3] < bottom]
         if not inner:
             continue
-        region = labels[top:bottom, left:right]
-        loop = grow(region == i + 1, 1)  # grown a pixel: a thin pen's gaps closed
-        holes = ndimage.binary_fill_holes(loop) & ~loop
-        # Each piece's pixels in the holes and in all: one count over the box, however many.
-        size = int(region.max()) + 1
-        held, total = np.bincount(region[holes], minlength=size), np.bincount(region.ravel())
-        marks = [j for j in inner if held[j + 1] > 0.9 * total[j + 1]]
+        held = _inside_loop(labels[top:bottom, left:right], i + 1, [j + 1 for j in inner])
         # One dot alone may be a dotted zero; two marks (eyes), or one as wide as a quarter of
-        # the loop (a mouth), are not.
-        if len(marks) >= 2 or any(boxes[j][2] - boxes[j][0] >= MARK_WIDE * (right - left)
-                                  for j in marks):
+        # the loop (a mouth), are not. (`held` holds labels: component index + 1.)
+        if len(held) >= 2 or any(boxes[j - 1][2] - boxes[j - 1][0] >= MARK_WIDE * (right - left)
+                                 for j in held):
             return True
     return False
 
@@ -601,12 +595,21 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
                            & (bottom < bottom[i]) & (height >= FRAME_HOLDS * height[i]))[0] + 1
         if len(inner) == 0:
             continue
-        region = labels[top[i]:bottom[i], left[i]:right[i]]
-        # Inside the loop: its holes, filled (grown by a pixel first, to close a thin pen's gaps).
-        inside = ndimage.binary_fill_holes(grow(region == i + 1, 1))
-        if any(inside[region == j].mean() > 0.9 for j in inner):
+        if _inside_loop(labels[top[i]:bottom[i], left[i]:right[i]], i + 1, inner.tolist()):
             out.append(int(i))
     return out
+
+
+def _inside_loop(region: np.ndarray, loop_label: int, pieces: list[int]) -> list[int]:
+    """Of `pieces` (labels in `region`, the loop's box), those that lie in the loop's holes:
+    at least 90% of their pixels. The loop is grown by a pixel first, to close a thin pen's
+    gaps. One count over the box, however many pieces."""
+    loop = grow(region == loop_label, 1)
+    holes = ndimage.binary_fill_holes(loop) & ~loop
+    size = int(region.max()) + 1
+    held = np.bincount(region[holes], minlength=size)
+    total = np.bincount(region.ravel(), minlength=size)
+    return [j for j in pieces if held[j] > 0.9 * total[j]]
 
 
 def _underlines(corners: np.ndarray, frames: list[int]) -> list[int]:
