@@ -269,7 +269,11 @@ def test_a_face_is_no_digit_but_a_dotted_zero_is(reader, marks):
     result = read_image(reader, png(page), "face.png")
     assert result.whole.reading.digit == "0"  # what the model says: the rule decides
     assert result.number == ("0" if marks == "dot" else "")
-    assert result.not_a_digit is (marks != "dot")
+    assert result.not_a_digit is (marks != "dot") and result.marks_inside is (marks != "dot")
+    if marks != "dot":  # the rule's answer is sure, whatever the model's not-a-digit share
+        assert predict.not_a_digit_confidence(result) == 1.0
+        assert predict.reading_text("face.png", result) == "face.png: not a digit (marks inside a loop)"
+        assert predict.reading_json("face.png", result)["marks_inside"] is True
 
 
 def test_drawn_digits_hold_no_marks_inside_their_loops(mnist):

@@ -191,6 +191,13 @@ class ImageReading:
     polarity: str
     size: tuple[int, int]
     picture: bool = False  # not a digit because it is a picture: shaded areas, not pen strokes
+    marks_inside: bool = False  # not a digit because a loop holds marks: a face, a drawn thing
+
+    @property
+    def by_rule(self) -> bool:
+        """Not a digit by a rule about the drawing (`picture`, `marks_inside`), whatever the
+        model read: that answer is sure, not the model's not-a-digit probability."""
+        return self.picture or self.marks_inside
 
 
 def read_image(reader: Reader, source: str | Path | bytes, name: str | None = None) -> ImageReading:
@@ -223,11 +230,12 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     # Wide grey areas around the "strokes": a picture of a thing, not writing.
     picture = ink.shading > SHADED
     # Marks inside a loop (a face's eyes): a drawing of a thing too, though of strokes.
-    if picture or any(g.holds_marks for g in groups):
+    marks_inside = any(g.holds_marks for g in groups)
+    if picture or marks_inside:
         not_digit, digits = True, []
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size,
-                        picture)
+                        picture, marks_inside)
 
 
 def _read_beside_digits(piece: DigitReading) -> DigitReading:
@@ -340,8 +348,8 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
 
 def not_a_digit_confidence(result: ImageReading) -> float:
     """How surely the image holds no digit."""
-    if result.picture:
-        return 1.0  # not the model's word: the rule about shaded areas (`Ink.shading`)
+    if result.by_rule:
+        return 1.0  # not the model's word: a rule about the drawing decided
     if result.whole.not_a_digit or len(result.pieces) <= 1:
         return result.whole.reading.not_a_digit_probability
     return sum(p.reading.not_a_digit_probability for p in result.pieces) / len(result.pieces)
@@ -376,6 +384,7 @@ def reading_json(path: str, result: ImageReading) -> dict:
                 "unsure": any(d["unsure"] for d in out["digits"]), "probabilities": None}
     out["not_a_digit_probability"] = round(result.whole.reading.not_a_digit_probability, 6)
     out["picture"] = result.picture  # not a digit because the image is a picture of a thing
+    out["marks_inside"] = result.marks_inside  # ...or because a loop holds marks (a face)
     return out
 
 
@@ -383,6 +392,8 @@ def reading_text(path: str, result: ImageReading) -> str:
     """The plain line `predict` prints: the number, then each digit with its confidence."""
     if result.picture:
         return f"{path}: not a digit (a picture)"
+    if result.marks_inside:
+        return f"{path}: not a digit (marks inside a loop)"
     if result.not_a_digit:
         return f"{path}: not a digit ({100 * not_a_digit_confidence(result):.1f}%)"
     if len(result.digits) == 1:
