@@ -99,8 +99,9 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
                 raise ImageError(f"{label}: {w}x{h} is too small to hold a digit")
             if max(w, h) > MAX_ASPECT * min(w, h):
                 raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # an animated GIF or WebP: its first frame
+            # An animated GIF or WebP, or a TIFF of many pages, is read by its first frame,
+            # where opening leaves it. Never ask for `n_frames`: Pillow walks every frame to
+            # count them, and a 2 MB TIFF of 20,000 tiny pages took 5 s.
             if img.format in ("JPEG", "MPO") and max(w, h) >= 2 * WORK_SIDE:
                 # Decode straight at 1/2, 1/4 or 1/8, in grey, no smaller than the working size.
                 img.draft("L", (w * WORK_SIDE // max(w, h), h * WORK_SIDE // max(w, h)))
