@@ -136,6 +136,19 @@ def tiff_4000_pages() -> bytes:
     return buf.getvalue()
 
 
+@case
+def jpeg_1000_scans() -> bytes:
+    """A progressive 4000x3000 JPEG whose last scan is written 1,000 times more (once 6 s: each
+    scan is a pass over every block of the image)."""
+    img = Image.new("L", (4000, 3000), 255)
+    ImageDraw.Draw(img).line([(2000, 500), (2000, 2500)], fill=0, width=80)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda"):-2]
+    return data[:-2] + last_scan * 1000 + data[-2:]
+
+
 def run_one(name: str, path: str, repeat: int) -> dict:
     from digitos.preprocess import ImageError, preprocess_file
 

@@ -146,6 +146,26 @@ def test_an_animated_gif_is_read_by_its_first_frame():
     assert seen.box[2] - seen.box[0] < 30  # the bar, not the ring
 
 
+def progressive_jpeg(scans_repeated: int) -> bytes:
+    """A progressive 1600x1200 JPEG of a 1, its last scan written again `scans_repeated` times
+    (each one more pass over every block of the image for the decoder)."""
+    img = Image.new("L", (1600, 1200), 255)
+    ImageDraw.Draw(img).line([(800, 200), (800, 1000)], fill=0, width=40)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda"):-2]  # up to the end-of-image marker
+    return data[:-2] + last_scan * scans_repeated + data[-2:]
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_unread_and_an_ordinary_progressive_one_is_read():
+    seen = preprocess_file(progressive_jpeg(0), "plain.jpg")
+    assert seen.box[2] - seen.box[0] < 80 and seen.box[3] - seen.box[1] > 700
+    # 2,000 more scans: 444 kB, and 3 s to decode at a quarter of its size.
+    with pytest.raises(ImageError, match=r"bomb.jpg: a JPEG of 2,00\d scans, over the limit"):
+        open_image(progressive_jpeg(2000), "bomb.jpg")
+
+
 @pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "SGI"])
 def test_formats_the_readme_does_not_name_are_refused(fmt):
     buf = io.BytesIO()

@@ -28,6 +28,10 @@ from .ink import INK_LEVEL, WORK_SIDE, ImageError, box_in_input, find_groups, fi
 MAX_PIXELS = 40_000_000  # pixels decoded, at most (decompression bombs are refused unread)
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a larger file is not a drawing or a photo of one
 MIN_SIDE = 8  # px: narrower than this holds no digit
+# A progressive JPEG is drawn in scans, each a pass over every block of the image; encoders
+# write 6-12 (10 for Pillow's colour ones). A file may repeat scans by the thousand at a few
+# bytes each: 1,000 of them cost 6 s on a 12-megapixel image, decoded at a quarter.
+MAX_JPEG_SCANS = 32
 MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
 # What the README promises, and nothing else Pillow could open (EPS runs Ghostscript...).
 # MPO is how phones save JPEGs with a depth map.
@@ -99,6 +103,13 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
                 raise ImageError(f"{label}: {w}x{h} is too small to hold a digit")
             if max(w, h) > MAX_ASPECT * min(w, h):
                 raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
+            if img.format in ("JPEG", "MPO"):
+                # Every start-of-scan marker, of thumbnails too: a marker's bytes never occur
+                # inside a JPEG's coded data (an 0xFF there is followed by 0x00 or a restart).
+                scans = data.count(b"\xff\xda")
+                if scans > MAX_JPEG_SCANS:
+                    raise ImageError(f"{label}: a JPEG of {scans:,} scans, over the limit of "
+                                     f"{MAX_JPEG_SCANS} (a photo or a drawing has a few)")
             # An animated GIF or WebP, or a TIFF of many pages, is read by its first frame,
             # where opening leaves it. Never ask for `n_frames`: Pillow walks every frame to
             # count them, and a 2 MB TIFF of 20,000 tiny pages took 5 s.
