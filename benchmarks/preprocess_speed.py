@@ -17,10 +17,12 @@ import os
 import platform
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -147,6 +149,30 @@ def jpeg_1000_scans() -> bytes:
     data = buf.getvalue()
     last_scan = data[data.rindex(b"\xff\xda"):-2]
     return data[:-2] + last_scan * 1000 + data[-2:]
+
+
+@case
+def png_1m_chunks() -> bytes:
+    """A PNG of a 1 with a million empty private chunks, 12 MB (once 4.9 s: Pillow reads chunks
+    one by one)."""
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=0, width=12)
+    data = _png(img)
+    empty = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    return data[:33] + empty * 1_000_000 + data[33:]
+
+
+@case
+def gif_1m_comments() -> bytes:
+    """A GIF of a 1 after a million one-byte comments, 5 MB (once 0.6 s, and 64 MB would hold
+    13 million)."""
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=0, width=12)
+    buf = io.BytesIO()
+    img.save(buf, format="GIF")
+    data = buf.getvalue()
+    after_colours = 13 + 3 * 2 ** ((data[10] & 7) + 1)
+    return data[:after_colours] + b"\x21\xfe\x01a\x00" * 1_000_000 + data[after_colours:]
 
 
 def run_one(name: str, path: str, repeat: int) -> dict:

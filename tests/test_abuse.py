@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -164,6 +165,34 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_unread_and_an_ordinary_progress
     # 2,000 more scans: 444 kB, and 3 s to decode at a quarter of its size.
     with pytest.raises(ImageError, match=r"bomb.jpg: a JPEG of 2,00\d scans, over the limit"):
         open_image(progressive_jpeg(2000), "bomb.jpg")
+
+
+def png_chunk(kind: bytes, payload: bytes = b"") -> bytes:
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def test_a_png_of_a_million_chunks_or_a_gif_of_a_million_comments_is_refused_unread():
+    """Pillow reads chunks and a GIF's blocks one by one in Python (100,000 empty chunks cost
+    0.36 s, and 64 MB holds 5 million); a drawing with a few chunks more is still read."""
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=0, width=12)
+    plain = png(img)
+    after_header = 8 + 25  # the signature, then IHDR's chunk
+    read = plain[:after_header] + png_chunk(b"tEXt", b"Author\x00me") * 50 + plain[after_header:]
+    assert preprocess_file(read, "a.png").box[3] > 150
+    bomb = plain[:after_header] + png_chunk(b"prVt") * 1_000_000 + plain[after_header:]
+    with pytest.raises(ImageError, match="chunks.png: a PNG of more than 20,000 chunks"):
+        open_image(bomb, "chunks.png")
+
+    buf = io.BytesIO()
+    img.save(buf, format="GIF")
+    gif = buf.getvalue()
+    after_colours = 13 + 3 * 2 ** ((gif[10] & 7) + 1)  # the header and the global colour table
+    comment = b"\x21\xfe\x01a\x00"  # a comment extension: one sub-block of one byte
+    assert preprocess_file(gif[:after_colours] + comment * 50 + gif[after_colours:], "a.gif")
+    with pytest.raises(ImageError, match="comments.gif: a GIF of more than 20,000 chunks"):
+        open_image(gif[:after_colours] + comment * 1_000_000 + gif[after_colours:], "comments.gif")
 
 
 @pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "SGI"])

@@ -32,6 +32,11 @@ MIN_SIDE = 8  # px: narrower than this holds no digit
 # write 6-12 (10 for Pillow's colour ones). A file may repeat scans by the thousand at a few
 # bytes each: 1,000 of them cost 6 s on a 12-megapixel image, decoded at a quarter.
 MAX_JPEG_SCANS = 32
+# Pillow reads a PNG's chunks, and a GIF's blocks before its first picture, one by one in
+# Python: 100,000 empty chunks (1.2 MB) cost 0.36 s, and a 64 MB file could hold 5 million.
+# Encoders write a few, or one per 8 kB of pixels (some one per row): 8,000 for 64 MB.
+MAX_BLOCKS = 20_000
+GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
 # What the README promises, and nothing else Pillow could open (EPS runs Ghostscript...).
 # MPO is how phones save JPEGs with a depth map.
@@ -55,6 +60,30 @@ class Preprocessed:
 def _formats() -> list[str]:
     Image.init()  # registers every plugin (MPO is not among the ones loaded first)
     return [f for f in FORMATS if f in Image.OPEN]
+
+
+def count_blocks(data: bytes, fmt: str) -> int:
+    """A PNG's chunks, or the blocks before a GIF's first picture, counted up to just past
+    MAX_BLOCKS (the count stops there: the walk is bounded too)."""
+    n = 0
+    if fmt == "PNG":
+        pos = 8  # after the signature: chunks of length, type, data, CRC
+        while pos + 8 <= len(data) and n <= MAX_BLOCKS:
+            n += 1
+            if data[pos + 4:pos + 8] == b"IEND":
+                break
+            pos += 12 + struct.unpack_from(">I", data, pos)[0]
+    elif fmt == "GIF" and len(data) > 13:
+        pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # past the colour table
+        while pos + 1 < len(data) and data[pos] == 0x21 and n <= MAX_BLOCKS:  # an extension
+            pos += 2
+            while pos < len(data) and n <= MAX_BLOCKS:  # its sub-blocks, up to an empty one
+                n += 1
+                size = data[pos]
+                pos += 1 + size
+                if size == 0:
+                    break
+    return n
 
 
 def read_file(path: str | Path, label: str) -> bytes:
@@ -89,6 +118,10 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"{label}: empty file")
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{label}: {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+    # Counted before Pillow opens the file: opening is what walks them.
+    fmt = "PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "GIF" if data[:6] in GIF_SIGNATURES else ""
+    if fmt and count_blocks(data, fmt) > MAX_BLOCKS:
+        raise ImageError(f"{label}: a {fmt} of more than {MAX_BLOCKS:,} chunks (a drawing has a few)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's asides on odd files: not the user's concern
