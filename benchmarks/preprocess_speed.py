@@ -175,6 +175,18 @@ def gif_1m_comments() -> bytes:
     return data[:after_colours] + b"\x21\xfe\x01a\x00" * 1_000_000 + data[after_colours:]
 
 
+@case
+def jpeg_4mb_fill() -> bytes:
+    """A JPEG of a 1 with 4 million fill bytes before its first marker (once 3.2 s: Pillow
+    steps over them one at a time)."""
+    img = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=0, width=12)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    data = buf.getvalue()
+    return data[:2] + b"\xff" * 4_000_000 + data[2:]
+
+
 def run_one(name: str, path: str, repeat: int) -> dict:
     from digitos.preprocess import ImageError, preprocess_file
 

@@ -172,9 +172,10 @@ def png_chunk(kind: bytes, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def test_a_png_of_a_million_chunks_or_a_gif_of_a_million_comments_is_refused_unread():
-    """Pillow reads chunks and a GIF's blocks one by one in Python (100,000 empty chunks cost
-    0.36 s, and 64 MB holds 5 million); a drawing with a few chunks more is still read."""
+def test_a_png_gif_or_jpeg_of_a_million_chunks_is_refused_unread():
+    """Pillow reads chunks, a GIF's blocks and a JPEG's markers one by one in Python (100,000
+    empty PNG chunks cost 0.36 s, and 64 MB holds 5 million); a drawing with a few more is
+    still read."""
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=0, width=12)
     plain = png(img)
@@ -193,6 +194,14 @@ def test_a_png_of_a_million_chunks_or_a_gif_of_a_million_comments_is_refused_unr
     assert preprocess_file(gif[:after_colours] + comment * 50 + gif[after_colours:], "a.gif")
     with pytest.raises(ImageError, match="comments.gif: a GIF of more than 20,000 chunks"):
         open_image(gif[:after_colours] + comment * 1_000_000 + gif[after_colours:], "comments.gif")
+
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    fill = b"\xff"  # a marker may be preceded by any number of these
+    assert preprocess_file(jpeg[:2] + fill * 50 + jpeg[2:], "a.jpg").box[3] > 150
+    with pytest.raises(ImageError, match="fill.jpg: a JPEG of more than 20,000 chunks"):
+        open_image(jpeg[:2] + fill * 1_000_000 + jpeg[2:], "fill.jpg")
 
 
 @pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "SGI"])

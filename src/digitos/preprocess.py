@@ -32,9 +32,10 @@ MIN_SIDE = 8  # px: narrower than this holds no digit
 # write 6-12 (10 for Pillow's colour ones). A file may repeat scans by the thousand at a few
 # bytes each: 1,000 of them cost 6 s on a 12-megapixel image, decoded at a quarter.
 MAX_JPEG_SCANS = 32
-# Pillow reads a PNG's chunks, and a GIF's blocks before its first picture, one by one in
-# Python: 100,000 empty chunks (1.2 MB) cost 0.36 s, and a 64 MB file could hold 5 million.
-# Encoders write a few, or one per 8 kB of pixels (some one per row): 8,000 for 64 MB.
+# Pillow reads a PNG's chunks, a GIF's blocks and a JPEG's markers one by one in Python:
+# 100,000 empty PNG chunks (1.2 MB) cost 0.36 s, 4 MB of a JPEG's fill bytes 3.2 s, and a
+# 64 MB file holds millions. Encoders write a few dozen, or a PNG chunk per 8 kB of pixels
+# (some one per row): 8,000 for 64 MB.
 MAX_BLOCKS = 20_000
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
@@ -63,8 +64,10 @@ def _formats() -> list[str]:
 
 
 def count_blocks(data: bytes, fmt: str) -> int:
-    """A PNG's chunks, or the blocks before a GIF's first picture, counted up to just past
-    MAX_BLOCKS (the count stops there: the walk is bounded too)."""
+    """What Pillow steps through one by one in Python before it reaches the pixels: a PNG's
+    chunks, a GIF's blocks before its first picture, a JPEG's markers (and each stray or fill
+    byte between them) before its first scan. The count stops just past MAX_BLOCKS, so that
+    this walk is bounded too."""
     n = 0
     if fmt == "PNG":
         pos = 8  # after the signature: chunks of length, type, data, CRC
@@ -83,6 +86,19 @@ def count_blocks(data: bytes, fmt: str) -> int:
                 pos += 1 + size
                 if size == 0:
                     break
+    elif fmt == "JPEG":
+        pos = 2  # after the start-of-image marker
+        while pos + 3 < len(data) and n <= MAX_BLOCKS:
+            n += 1
+            marker = data[pos + 1] if data[pos] == 0xFF else None
+            if marker == 0xDA:  # start of scan: the rest is coded data, read by libjpeg
+                break
+            if marker is None or marker in (0x00, 0xFF):  # a stray byte, or fill before a marker
+                pos += 1
+            elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+                pos += 2
+            else:
+                pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
     return n
 
 
@@ -119,7 +135,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{label}: {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}")
     # Counted before Pillow opens the file: opening is what walks them.
-    fmt = "PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "GIF" if data[:6] in GIF_SIGNATURES else ""
+    fmt = ("PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "GIF" if data[:6] in GIF_SIGNATURES
+           else "JPEG" if data[:2] == b"\xff\xd8" else "")
     if fmt and count_blocks(data, fmt) > MAX_BLOCKS:
         raise ImageError(f"{label}: a {fmt} of more than {MAX_BLOCKS:,} chunks (a drawing has a few)")
     try:
