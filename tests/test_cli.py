@@ -220,6 +220,20 @@ def test_predict_and_serve_take_a_bare_state_dict_and_predict_takes_no_tta(mnist
     assert_clean_failure(r, "--model")
 
 
+def test_an_output_path_the_file_system_refuses_is_one_line(mnist, mnist_dir, tmp_path):
+    """A file where a folder goes, or a folder where a file goes: one line, not a traceback."""
+    from test_preprocess import paper_drawing, png
+
+    (tmp_path / "x.png").write_bytes(png(paper_drawing(mnist.test.images[0], 200)))
+    (tmp_path / "a-file").write_text("mine")
+    (tmp_path / "a-folder").mkdir()
+    assert_clean_failure(run_cli("predict", tmp_path / "x.png", "--save-preprocessed",
+                                 tmp_path / "a-file"), "a-file: File exists")
+    assert_clean_failure(run_cli("data", "--data-dir", mnist_dir, "--grid", tmp_path / "a-folder"),
+                         "a-folder: Is a directory")
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_save_preprocessed_keeps_files_of_the_same_name_apart(mnist, tmp_path):
     from test_preprocess import paper_drawing, png
 

@@ -348,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `digitos predict ... | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # the file system said no: a file where a folder goes, no space, no right
+        where = e.filename2 or e.filename  # a rename names where it was going second
+        print(f"digitos: error: {f'{where}: ' if where else ''}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 # --- commands ---
