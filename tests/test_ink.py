@@ -570,6 +570,24 @@ def test_digits_written_above_and_below_each_other_come_out_in_reading_order(mni
     assert lefts == sorted(lefts)
 
 
+def test_touching_ones_beside_touching_digits_are_cut_too(mnist, reader):
+    """A 2 and a 3 pushed together, then two 1s pushed together: each pair reads as no digit
+    whole. Cut, the first gives digits, and the second, beside them now, must be cut as well;
+    it was left out, and "2311" read as "23"."""
+    twos_threes, ones = [4384, 2991], [2984, 5014]  # test digits: 2, 3, 1, 1
+
+    def pushed_together(picks: list[int], seed: int) -> np.ndarray:
+        drawing = render_number(mnist.test.images[picks], mnist.test.labels[picks].tolist(),
+                                np.random.default_rng(seed), touch=1.0)  # same seed, same size
+        return np.asarray(Image.open(io.BytesIO(drawing.data)).convert("L"))
+
+    right = 0
+    for seed in range(8):
+        page = np.concatenate([pushed_together(twos_threes, seed), pushed_together(ones, seed)], 1)
+        right += read_image(reader, png(Image.fromarray(page))).number == "2311"
+    assert right >= 6  # measured: 7 of 8 (0 before: "23" each time, and "234" once)
+
+
 @pytest.mark.parametrize("touch", [0.0, 1.0])
 def test_numbers_of_mnist_test_digits_read_whole(mnist, reader, touch):
     """Numbers of 2-4 test digits, apart or with every neighbour touching."""

@@ -208,7 +208,13 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     first = _read_groups(reader, ink, groups)
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
-    pieces = [d for p in first for d in _segment(reader, ink, p, in_number)]
+    cut = [_segment(reader, ink, p, in_number) for p in first]
+    if len(first) > 1 and not in_number and any(not d.not_a_digit for c in cut for d in c):
+        # Digits came out of cutting one piece (a "23" pushed together): the pieces left
+        # whole now stand beside digits too (a "11" pushed together beside it).
+        cut = [_segment(reader, ink, p, True) if len(c) == 1 and c[0] is p and p.not_a_digit else c
+               for p, c in zip(first, cut, strict=True)]
+    pieces = [d for c in cut for d in c]
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
     if len(pieces) == 1:
