@@ -35,8 +35,8 @@ MAX_JPEG_SCANS = 32
 # Pillow reads a PNG's chunks, a GIF's blocks and a JPEG's markers one by one in Python:
 # 100,000 empty PNG chunks (1.2 MB) cost 0.36 s, 4 MB of a JPEG's fill bytes 3.2 s, and a
 # 64 MB file holds millions. Encoders write a few dozen, or a PNG chunk per 8 kB of pixels
-# (some one per row): 8,000 for 64 MB.
-MAX_BLOCKS = 20_000
+# (8,000 for 64 MB); a GIF's XMP packet, walked as blocks, makes one per 70 bytes or so.
+MAX_BLOCKS = 50_000
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
 # What the README promises, and nothing else Pillow could open (EPS runs Ghostscript...).
