@@ -154,8 +154,9 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             if max(w, h) > MAX_ASPECT * min(w, h):
                 raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
             if img.format in ("JPEG", "MPO"):
-                # Every start-of-scan marker, of thumbnails too: a marker's bytes never occur
-                # inside a JPEG's coded data (an 0xFF there is followed by 0x00 or a restart).
+                # Every start-of-scan marker: its two bytes never occur inside coded data (an
+                # 0xFF there is followed by 0x00 or a restart). A thumbnail's scans, or the
+                # two bytes by chance in metadata, count too: a few more at most.
                 scans = data.count(b"\xff\xda")
                 if scans > MAX_JPEG_SCANS:
                     raise ImageError(f"{label}: a JPEG of {scans:,} scans, over the limit of "
