@@ -38,6 +38,11 @@ MAX_JPEG_SCANS = 32
 # (8,000 for 64 MB); a GIF's XMP packet, walked as blocks, makes one per 70 bytes or so.
 MAX_BLOCKS = 50_000
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+# Pillow decodes a run-length BMP in Python, op by op, and an RLE4 one pixel by pixel: 6 MB of
+# one-pixel runs (3 megapixels) took 1.3 s, and 360 kB of RLE4 could fill 40 megapixels. A
+# drawing saved so is mostly long runs of paper: far under these.
+MAX_RLE_BYTES = 1024 * 1024
+MAX_RLE4_PIXELS = 4_000_000
 MAX_ASPECT = 50  # a page of writing is not 50 times wider than tall (a long number is ~10)
 # What the README promises, and nothing else Pillow could open (EPS runs Ghostscript...).
 # MPO is how phones save JPEGs with a depth map.
@@ -161,6 +166,11 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
                 if scans > MAX_JPEG_SCANS:
                     raise ImageError(f"{label}: a JPEG of {scans:,} scans, over the limit of "
                                      f"{MAX_JPEG_SCANS} (a photo or a drawing has a few)")
+            if img.format == "BMP" and img.info.get("compression") in (1, 2):  # RLE8, RLE4
+                if len(data) > MAX_RLE_BYTES or (img.info["compression"] == 2
+                                                 and w * h > MAX_RLE4_PIXELS):
+                    raise ImageError(f"{label}: a run-length BMP this large is not read (save "
+                                     "it as PNG)")
             # An animated GIF or WebP, or a TIFF of many pages, is read by its first frame,
             # where opening leaves it. Never ask for `n_frames`: Pillow walks every frame to
             # count them, and a 2 MB TIFF of 20,000 tiny pages took 5 s.
