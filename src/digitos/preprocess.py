@@ -68,7 +68,7 @@ def _formats() -> list[str]:
     return [f for f in FORMATS if f in Image.OPEN]
 
 
-def count_blocks(data: bytes, fmt: str) -> int:
+def _count_blocks(data: bytes, fmt: str) -> int:
     """What Pillow steps through one by one in Python before it reaches the pixels: a PNG's
     chunks, a GIF's blocks before its first picture, a JPEG's markers (and each stray or fill
     byte between them) before its first scan. The count stops just past MAX_BLOCKS, so that
@@ -142,7 +142,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     # Counted before Pillow opens the file: opening is what walks them.
     fmt = ("PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "GIF" if data[:6] in GIF_SIGNATURES
            else "JPEG" if data[:2] == b"\xff\xd8" else "")
-    if fmt and count_blocks(data, fmt) > MAX_BLOCKS:
+    if fmt and _count_blocks(data, fmt) > MAX_BLOCKS:
         raise ImageError(f"{label}: a {fmt} of more than {MAX_BLOCKS:,} chunks (a drawing has a few)")
     try:
         with warnings.catch_warnings():
