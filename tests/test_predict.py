@@ -206,8 +206,7 @@ def test_sure_readings_skip_test_time_augmentation_and_decide_the_same(mnist, re
 
 def test_tilted_digits_are_read_turned_back(mnist, reader, monkeypatch):
     """Digits drawn turned 30 degrees clockwise, as a leaning hand or a photo taken askew gives
-    them: reading them also turned back (the `TURN_*` views) reads far more of them, and a
-    digit that reads surely as it is stays read as it is."""
+    them: reading them also turned back (the `TURN_*` views) reads more of them."""
     from digitos import predict
 
     images, labels = mnist.test.images[:300], mnist.test.labels[:300].tolist()
