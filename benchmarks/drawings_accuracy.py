@@ -1,14 +1,16 @@
 """How well a model reads real-looking drawings, against how well it reads MNIST itself.
 
     python benchmarks/drawings_accuracy.py --data-dir ../shared/data/mnist [--checkpoint CKPT]
-        [-n 10000] [--turn DEGREES]
+        [-n 10000] [--turn DEGREES] [--small SIDE [--crisp]]
 
 Every MNIST *test* digit (or the first n) is re-rendered as a person's saved drawing
 (digitos.drawings: big canvas, off-centre, thinner or thicker pen, dark on white or chalk on
 black, blur, PNG / JPEG / transparent PNG), read through digitos' preprocessing, and scored.
 Also prints how long the preprocessing takes per image. `--turn 30` turns every digit 30
 degrees clockwise before it is drawn (-30: anticlockwise), as a leaning hand or a photo taken
-askew gives them.
+askew gives them. `--small 16` saves each digit instead as a 16x16 drawing, dark on white,
+as someone drawing on a tiny canvas does (`--crisp`: ink or paper in every pixel, as Paint's
+pencil draws).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from PIL import Image
 
 from digitos.datasets import load_dataset
-from digitos.drawings import render_set
+from digitos.drawings import render_set, render_small
 from digitos.predict import load_reader
 from digitos.preprocess import preprocess_file
 
@@ -35,6 +37,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--turn", type=float, default=0.0,
                     help="turn each digit this many degrees clockwise before drawing it")
+    ap.add_argument("--small", type=int, default=0, metavar="SIDE",
+                    help="save each digit as a SIDE x SIDE drawing instead (a tiny canvas)")
+    ap.add_argument("--crisp", action="store_true",
+                    help="with --small: every pixel ink or paper, no anti-aliasing")
     args = ap.parse_args()
 
     reader = load_reader(args.checkpoint)
@@ -47,7 +53,12 @@ def main() -> None:
             for d in images])
 
     seen, formats, prep_seconds = [], [], 0.0
-    for i, drawing in enumerate(render_set(images, labels, seed=args.seed)):
+    if args.small:
+        drawings = (render_small(d, int(c), args.small, args.crisp)
+                    for d, c in zip(images, labels, strict=True))
+    else:
+        drawings = render_set(images, labels, seed=args.seed)
+    for i, drawing in enumerate(drawings):
         t0 = time.perf_counter()
         seen.append(preprocess_file(drawing.data).pixels)
         prep_seconds += time.perf_counter() - t0
@@ -60,7 +71,8 @@ def main() -> None:
     print(f"model: {reader.meta['model']}  images: {n}")
     print(f"MNIST test digits:      {100 * mnist_ok.float().mean():.2f}%")
     turned = f", turned {args.turn:g} degrees clockwise" if args.turn else ""
-    print(f"the same, as drawings{turned}:  {100 * drawn_ok.float().mean():.2f}%")
+    small = f", {args.small}x{args.small}{' crisp' if args.crisp else ''}" if args.small else ""
+    print(f"the same, as drawings{turned}{small}:  {100 * drawn_ok.float().mean():.2f}%")
     counts = Counter(formats)
     for fmt in sorted(counts):
         mask = torch.tensor([f == fmt for f in formats])

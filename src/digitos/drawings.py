@@ -84,6 +84,18 @@ def render(digit: torch.Tensor, label: int, rng: np.random.Generator) -> Drawing
     return Drawing(buf.getvalue(), fmt, label, (w, h))
 
 
+def render_small(digit: torch.Tensor, label: int, side: int, crisp: bool = False) -> Drawing:
+    """One MNIST digit (uint8 28x28, ink 255) saved as a small side x side drawing: dark on
+    white, as a person drawing on a tiny canvas saves it. `crisp`: every pixel ink or paper,
+    as Paint's pencil draws, with no anti-aliasing."""
+    img = Image.fromarray(255 - digit.numpy()).resize((side, side), Image.Resampling.BILINEAR)
+    if crisp:
+        img = img.point(lambda v: 0 if v < 128 else 255)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return Drawing(buf.getvalue(), "small-png", label, (side, side))
+
+
 def render_set(images: torch.Tensor, labels: torch.Tensor, seed: int = 0):
     """Yield a Drawing for each (image, label), reproducibly."""
     rng = np.random.default_rng(seed)
