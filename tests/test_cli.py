@@ -102,6 +102,11 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     assert_clean_failure(run_cli("data", "--data-dir", tmp_path / "empty"),
                          "missing train-images-idx3-ubyte")
     assert run_cli("train", "--epochs", "0").returncode == 2  # argparse's usage error
+    bad = run_cli("train", "--lowres", "1.5")
+    assert bad.returncode == 2 and "share from 0 to 1" in bad.stderr
+    assert_clean_failure(run_cli("train", "--data-dir", mnist_dir, "--no-augment", "--lowres",
+                                 "0.25", "--out", tmp_path / "lowres"), "--lowres")
+    assert not (tmp_path / "lowres").exists()  # refused before anything was written
 
 
 def test_unavailable_device_and_bad_model_args_are_refused(mnist_dir, tmp_path):

@@ -112,6 +112,34 @@ def test_distortions_off_draw_nothing_more_from_the_random_stream(mnist):
     assert not torch.equal(after_plain, torch.rand(1))  # on, it does draw
 
 
+def test_lowres_smears_a_share_of_the_images_as_a_tiny_canvas_would(mnist):
+    """--lowres: that share of the images shrunk to 10-20 px and enlarged back, ink kept at
+    full strength; the others exactly as they were."""
+    torch.manual_seed(0)
+    x = digits(mnist)
+    out = still(lowres=0.5)(x)
+    changed = (out - x).abs().amax((1, 2, 3)) > 1e-5
+    assert 0.3 < changed.float().mean() < 0.7
+    smeared, before = out[changed], x[changed]
+    assert torch.allclose(smeared.amax((1, 2, 3)), torch.ones(len(smeared)))
+    # Edges smeared into grey ramps: more pixels between paper and full ink than before...
+    def grey(p):
+        return ((p > 0.1) & (p < 0.9)).float().sum((1, 2, 3))
+    assert (grey(smeared) > grey(before)).float().mean() > 0.9
+    # ...and the digit still where it was.
+    assert (centre_of_mass(smeared) - centre_of_mass(before)).abs().max() < 1.5
+
+
+def test_lowres_off_draws_nothing_more_from_the_random_stream(mnist):
+    x = digits(mnist, 64)
+    torch.manual_seed(3)
+    Augment()(x)
+    after_plain = torch.rand(1)
+    torch.manual_seed(3)
+    Augment(lowres=0.0)(x)
+    assert torch.equal(after_plain, torch.rand(1))
+
+
 def test_shards_split_every_epoch_between_ranks_without_overlap(mnist):
     split = Split(mnist.test.images[:1001], torch.arange(1001))  # labels = image index
     seen = []

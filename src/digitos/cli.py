@@ -40,6 +40,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {value}")
+    return value
+
+
 def _port_number(text: str) -> int:
     try:
         value = int(text)
@@ -189,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flagged-ones", type=int, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: 0; weighed for the reader recipe, see the README)")
+    p.add_argument("--lowres", type=_share, default=None, metavar="SHARE",
+                   help="with --augment, shrink this share of the training images to 10-20 px "
+                        "and enlarge them back, as a digit drawn on a tiny canvas reaches the "
+                        "model (default: 0; weighed for the reader recipe, see the README)")
     p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
                         "training files, when found), letters, drawn shapes and pairs of digits, so that "
@@ -416,7 +430,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
-        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones,
+        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones, lowres=args.lowres,
         ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,

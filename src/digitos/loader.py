@@ -45,6 +45,7 @@ def uses_channels_last(model: torch.nn.Module) -> bool:
 # What `--distort` adds to the affine augmentation (the reader recipe's): measured on real
 # drawings, see the README's shipped model.
 DISTORT = dict(shear=0.3, warp=1.5, thicker=1.0, thinner=0.5)
+LOWRES_SIDES = (10, 20)  # `--lowres`: the sizes, in px, a 28x28 image is shrunk to
 
 
 @dataclass
@@ -56,6 +57,10 @@ class Augment:
     random warp of up to `warp` px (Simard et al. 2003), and the pen made up to `thicker`
     3x3 dilations thicker or `thinner` of an erosion thinner. Real drawings vary in all three
     far more than MNIST's digits do: a paint brush, a marker, a slanted hand.
+
+    `lowres` (off unless asked for, `--lowres`): this share of the images, moved or kept, is
+    shrunk to LOWRES_SIDES px and enlarged back, as a digit drawn on a tiny canvas reaches the
+    model: its edges smeared into wide grey ramps.
     """
 
     rotate: float = 10.0
@@ -70,6 +75,7 @@ class Augment:
     warp: float = 0.0
     thicker: float = 0.0
     thinner: float = 0.0
+    lowres: float = 0.0
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels: (N, 1, H, W) floats with 0 = background (applied before normalisation)."""
@@ -102,7 +108,19 @@ class Augment:
                             align_corners=False)
         if self.thicker or self.thinner:
             out = self._pen(out, moved)
+        if self.lowres:
+            out = self._lowres(out)
         return out
+
+    def _lowres(self, out: torch.Tensor) -> torch.Tensor:
+        """A `lowres` share of the images shrunk (one size per batch) and enlarged back."""
+        n, _, h, w = out.shape
+        pick = torch.rand(n, device=out.device) < self.lowres
+        side = int(torch.randint(LOWRES_SIDES[0], LOWRES_SIDES[1] + 1, ()))  # no wait on a GPU
+        small = F.interpolate(out, size=(side, side), mode="area")
+        big = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        big = big / big.amax((1, 2, 3), keepdim=True).clamp(min=1e-6)  # full-strength ink again
+        return torch.where(pick[:, None, None, None], big, out)
 
     def _warp_field(self, n: int, h: int, dev: torch.device, dt: torch.dtype) -> torch.Tensor:
         """(N, H, W, 2) smooth random displacements, the largest `warp` px, in grid units."""

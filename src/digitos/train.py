@@ -60,6 +60,7 @@ class TrainConfig:
     distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
     flagged_ones: int = 0  # MNIST 1s copied with a flag added (styles.py), for training
+    lowres: float = 0.0  # share of training images shrunk and enlarged back (Augment.lowres)
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     extra: str | None = None  # labelled drawings mixed into training: a database or a folder
@@ -88,6 +89,8 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise DigitosError(f"unknown training options: {', '.join(sorted(unknown))}")
+        if values.get("lowres") and not values.get("augment"):
+            raise DigitosError("--lowres works on augmented batches; leave out --no-augment")
         return cls(recipe=recipe, **values)
 
 
@@ -745,7 +748,8 @@ def _augment(cfg: TrainConfig) -> Augment | None:
     if not cfg.augment:
         return None
     # With the not-a-digit class, half the images are left as they are: see Augment.keep.
-    return Augment(keep=0.5 if cfg.not_a_digit else 0.0, **(DISTORT if cfg.distort else {}))
+    return Augment(keep=0.5 if cfg.not_a_digit else 0.0, lowres=cfg.lowres,
+                   **(DISTORT if cfg.distort else {}))
 
 
 def _init_args(build) -> set[str]:
