@@ -20,44 +20,32 @@ from .recipes import RECIPES
 DEFAULT = RECIPES["default"]
 
 
-def _positive_int(text: str) -> int:
+def _checked(text: str, cast, what: str, ok, bounds: str):
+    """An option's value as `cast` makes it, or argparse's one-line usage error."""
     try:
-        value = int(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(bounds.format(value))
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _checked(text, int, "a whole number", lambda v: v >= 1, "must be at least 1, got {}")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
-    return value
+    return _checked(text, float, "a number", lambda v: v > 0, "must be above 0, got {}")
 
 
 def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {value}")
-    return value
+    return _checked(text, float, "a number", lambda v: 0 <= v <= 1,
+                    "must be a share from 0 to 1, got {}")
 
 
 def _port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1-65535")
-    return value
+    return _checked(text, int, "a port number", lambda v: 1 <= v <= 65535, "{} is outside 1-65535")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
