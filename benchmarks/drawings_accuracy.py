@@ -1,7 +1,7 @@
 """How well a model reads real-looking drawings, against how well it reads MNIST itself.
 
     python benchmarks/drawings_accuracy.py --data-dir ../shared/data/mnist [--checkpoint CKPT]
-        [-n 10000] [--turn DEGREES] [--small SIDE [--crisp]]
+        [-n 10000] [--turn DEGREES] [--small SIDE [--crisp]] [--style flagged-ones|crossed-sevens]
 
 Every MNIST *test* digit (or the first n) is re-rendered as a person's saved drawing
 (digitos.drawings: big canvas, off-centre, thinner or thicker pen, dark on white or chalk on
@@ -10,7 +10,9 @@ Also prints how long the preprocessing takes per image. `--turn 30` turns every 
 degrees clockwise before it is drawn (-30: anticlockwise), as a leaning hand or a photo taken
 askew gives them. `--small 16` saves each digit instead as a 16x16 drawing, dark on white,
 as someone drawing on a tiny canvas does (`--crisp`: ink or paper in every pixel, as Paint's
-pencil draws).
+pencil draws). `--style flagged-ones` draws n of the test 1s with a flag, `--style
+crossed-sevens` n of the test 7s with a bar through the stem (`digitos.styles`), as much of
+the world, Spain among it, writes them; the same digits without it are read too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from digitos.datasets import load_dataset
 from digitos.drawings import render_set, render_small
 from digitos.predict import load_reader
 from digitos.preprocess import preprocess_file
+from digitos.styles import crossed_sevens, flagged_ones
+
+STYLES = {"flagged-ones": (flagged_ones, 1), "crossed-sevens": (crossed_sevens, 7)}
 
 
 def main() -> None:
@@ -41,11 +46,23 @@ def main() -> None:
                     help="save each digit as a SIDE x SIDE drawing instead (a tiny canvas)")
     ap.add_argument("--crisp", action="store_true",
                     help="with --small: every pixel ink or paper, no anti-aliasing")
+    ap.add_argument("--style", choices=sorted(STYLES),
+                    help="n test 1s with a flag, or n test 7s with a bar, as drawings")
     args = ap.parse_args()
 
     reader = load_reader(args.checkpoint)
     data = load_dataset("mnist", args.data_dir)
     images, labels = data.test.images[: args.n], data.test.labels[: args.n]
+    if args.style:
+        make, digit = STYLES[args.style]
+        plain = data.test.images[data.test.labels == digit][: args.n]
+        images = make(plain, torch.full((len(plain),), digit), len(plain), seed=args.seed)
+        labels = torch.full((len(images),), digit)
+        # The same digits without the style, drawn the same way: what the style alone costs.
+        plain_ok = [reader.probabilities(torch.stack([preprocess_file(d.data).pixels]))
+                    .argmax(1).item() == digit for d in render_set(plain, labels, seed=args.seed)]
+        print(f"{len(plain)} test {digit}s without the style, as drawings: "
+              f"{100 * sum(plain_ok) / len(plain):.2f}%")
     mnist_ok = reader.probabilities(images).argmax(1) == labels
     if args.turn:  # a 20-px digit turned by up to 45 degrees still fits its 28-px field
         images = torch.stack([torch.from_numpy(np.array(
@@ -72,6 +89,7 @@ def main() -> None:
     print(f"MNIST test digits:      {100 * mnist_ok.float().mean():.2f}%")
     turned = f", turned {args.turn:g} degrees clockwise" if args.turn else ""
     small = f", {args.small}x{args.small}{' crisp' if args.crisp else ''}" if args.small else ""
+    small += f", {args.style}" if args.style else ""
     print(f"the same, as drawings{turned}{small}:  {100 * drawn_ok.float().mean():.2f}%")
     counts = Counter(formats)
     for fmt in sorted(counts):

@@ -1,4 +1,5 @@
-"""Flagged 1s made from real MNIST 1s (styles.py), and how they join training."""
+"""Flagged 1s and crossed 7s made from real MNIST digits (styles.py), and how flagged 1s
+join training."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from digitos.datasets import make_splits
 from digitos.errors import DigitosError
-from digitos.styles import flagged_ones
+from digitos.styles import crossed_sevens, flagged_ones
 from digitos.train import TrainConfig, add_flagged_ones
 
 
@@ -31,6 +32,32 @@ def test_a_flag_is_drawn_down_and_left_from_the_top_of_each_one(mnist):
         assert float((added * xs).sum() / added.sum()) < top_x
     assert torch.equal(flagged, flagged_ones(images, labels, 200, seed=1))  # seeded
     assert not torch.equal(flagged, flagged_ones(images, labels, 200, seed=2))
+
+
+def test_a_bar_is_drawn_across_the_middle_of_each_seven(mnist):
+    images, labels = mnist.test.images, mnist.test.labels
+    crossed = crossed_sevens(images, labels, 200, seed=1)
+    assert crossed.shape == (200, 28, 28) and crossed.dtype == torch.uint8
+    sevens = images[labels == 7]
+    barred = 0
+    for c in crossed:
+        # Each holds its original 7 to the last pixel, and the bar's ink lies across the
+        # middle of the digit: a short, flat stroke, not a second top bar or a base.
+        original = sevens[int((c.int() - sevens.int()).clamp(max=0).sum((1, 2)).argmax())]
+        assert int((c.int() - original.int()).clamp(max=0).sum()) == 0
+        added = (c.float() - original.float()).clamp(min=0)
+        if added.sum() < 255:
+            continue  # a stem with a gap at that row gets no bar
+        barred += 1
+        rows = np.nonzero((original >= 128).any(1).numpy())[0]
+        top, height = rows[0], rows[-1] - rows[0] + 1
+        ys = torch.arange(28.0)[:, None]
+        centre = float((added * ys).sum() / added.sum())
+        assert top + 0.35 * height < centre < top + 0.7 * height
+        inked = np.nonzero((added > 64).any(1).numpy())[0]
+        assert inked[-1] - inked[0] <= 0.3 * height + 4  # flat: a few rows, not a stroke down
+    assert barred >= 190
+    assert torch.equal(crossed, crossed_sevens(images, labels, 200, seed=1))  # seeded
 
 
 def test_flagged_ones_join_training_as_ones_and_nothing_else_changes(mnist_dir, mnist):
