@@ -34,6 +34,20 @@ from digitos.styles import crossed_sevens, flagged_ones
 STYLES = {"flagged-ones": (flagged_ones, 1), "crossed-sevens": (crossed_sevens, 7)}
 
 
+def preprocessed(drawings) -> tuple[torch.Tensor, list[str], float]:
+    """Each drawing brought to MNIST's form: the 28x28s, the drawings' formats, and the seconds
+    that took (decoding included)."""
+    seen, formats, seconds = [], [], 0.0
+    for i, drawing in enumerate(drawings):
+        t0 = time.perf_counter()
+        seen.append(preprocess_file(drawing.data).pixels)
+        seconds += time.perf_counter() - t0
+        formats.append(drawing.format)
+        if (i + 1) % 1000 == 0:
+            print(f"  {i + 1} drawings", flush=True)
+    return torch.stack(seen), formats, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default=None)
@@ -59,30 +73,23 @@ def main() -> None:
         images = make(plain, torch.full((len(plain),), digit), len(plain), seed=args.seed)
         labels = torch.full((len(images),), digit)
         # The same digits without the style, drawn the same way: what the style alone costs.
-        plain_ok = [reader.probabilities(torch.stack([preprocess_file(d.data).pixels]))
-                    .argmax(1).item() == digit for d in render_set(plain, labels, seed=args.seed)]
+        plain_seen, _, _ = preprocessed(render_set(plain, labels, seed=args.seed))
+        plain_ok = reader.probabilities(plain_seen).argmax(1) == labels
         print(f"{len(plain)} test {digit}s without the style, as drawings: "
-              f"{100 * sum(plain_ok) / len(plain):.2f}%")
+              f"{100 * plain_ok.float().mean():.2f}%")
     mnist_ok = reader.probabilities(images).argmax(1) == labels
     if args.turn:  # a 20-px digit turned by up to 45 degrees still fits its 28-px field
         images = torch.stack([torch.from_numpy(np.array(
             Image.fromarray(d.numpy()).rotate(-args.turn, Image.Resampling.BILINEAR)))
             for d in images])
 
-    seen, formats, prep_seconds = [], [], 0.0
     if args.small:
         drawings = (render_small(d, int(c), args.small, args.crisp)
                     for d, c in zip(images, labels, strict=True))
     else:
         drawings = render_set(images, labels, seed=args.seed)
-    for i, drawing in enumerate(drawings):
-        t0 = time.perf_counter()
-        seen.append(preprocess_file(drawing.data).pixels)
-        prep_seconds += time.perf_counter() - t0
-        formats.append(drawing.format)
-        if (i + 1) % 1000 == 0:
-            print(f"  {i + 1} drawings", flush=True)
-    drawn_ok = reader.probabilities(torch.stack(seen)).argmax(1) == labels
+    seen, formats, prep_seconds = preprocessed(drawings)
+    drawn_ok = reader.probabilities(seen).argmax(1) == labels
 
     n = len(labels)
     print(f"model: {reader.meta['model']}  images: {n}")

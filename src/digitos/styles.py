@@ -10,6 +10,8 @@ short bar through the middle of the stem (`crossed_sevens`), which MNIST holds f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -23,21 +25,29 @@ CROSS_HALF = (0.15, 0.25)  # half the bar's length, as a share of the digit's he
 
 def flagged_ones(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """n of the 1s among `images` (uint8 (N, 28, 28), MNIST's form), each given a flag."""
-    rng = np.random.default_rng(seed)
-    ones = torch.nonzero(labels == 1).flatten().numpy()
-    pick = rng.choice(ones, size=min(n, len(ones)), replace=False)
-    out = [_flag(images[i].numpy(), rng) for i in pick]
-    return torch.from_numpy(np.stack(out)) if out else images[:0].clone()
+    return _styled(images, labels, 1, n, seed, _flag)
 
 
 def crossed_sevens(images: torch.Tensor, labels: torch.Tensor, n: int,
                    seed: int = 0) -> torch.Tensor:
     """n of the 7s among `images` (uint8 (N, 28, 28), MNIST's form), each crossed with a bar."""
+    return _styled(images, labels, 7, n, seed, _cross)
+
+
+def _styled(images: torch.Tensor, labels: torch.Tensor, digit: int, n: int, seed: int,
+            draw: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> torch.Tensor:
+    """n of the `digit`s among `images`, picked with `seed`, each redrawn by `draw`."""
     rng = np.random.default_rng(seed)
-    sevens = torch.nonzero(labels == 7).flatten().numpy()
-    pick = rng.choice(sevens, size=min(n, len(sevens)), replace=False)
-    out = [_cross(images[i].numpy(), rng) for i in pick]
+    found = torch.nonzero(labels == digit).flatten().numpy()
+    pick = rng.choice(found, size=min(n, len(found)), replace=False)
+    out = [draw(images[i].numpy(), rng) for i in pick]
     return torch.from_numpy(np.stack(out)) if out else images[:0].clone()
+
+
+def _extent(mask: np.ndarray) -> tuple[int, int]:
+    """The top row of a digit's ink and its height, in rows."""
+    rows = np.nonzero(mask.any(1))[0]
+    return int(rows[0]), int(rows[-1] - rows[0] + 1)
 
 
 def _pen_width(mask: np.ndarray, top: int, height: int) -> float:
@@ -65,9 +75,7 @@ def _stroke(img: np.ndarray, start: tuple[float, float], end: tuple[float, float
 def _flag(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One 1 with a flag drawn from the top of its stroke, down and to the left."""
     mask = img >= 128
-    rows = np.nonzero(mask.any(1))[0]
-    top, bottom = rows[0], rows[-1]
-    height = bottom - top + 1
+    top, height = _extent(mask)
     x0 = np.nonzero(mask[top])[0].mean()
     width = _pen_width(mask, top, height)
     length = height * rng.uniform(*FLAG_LENGTH)
@@ -79,9 +87,7 @@ def _flag(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _cross(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One 7 with a short bar across the middle of its stem, a little tilted."""
     mask = img >= 128
-    rows = np.nonzero(mask.any(1))[0]
-    top, bottom = rows[0], rows[-1]
-    height = bottom - top + 1
+    top, height = _extent(mask)
     y = int(round(top + height * rng.uniform(*CROSS_AT)))
     xs = np.nonzero(mask[y])[0]
     if len(xs) == 0:  # a gap in the stem at that row: no bar rather than a stray one
