@@ -104,6 +104,9 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     assert run_cli("train", "--epochs", "0").returncode == 2  # argparse's usage error
     bad = run_cli("train", "--lowres", "1.5")
     assert bad.returncode == 2 and "share from 0 to 1" in bad.stderr
+    for option in ("--flagged-ones", "--crossed-sevens"):
+        bad = run_cli("train", option, "-5")
+        assert bad.returncode == 2 and "must be 0 or more" in bad.stderr
     assert_clean_failure(run_cli("train", "--data-dir", mnist_dir, "--no-augment", "--lowres",
                                  "0.25", "--out", tmp_path / "lowres"), "--lowres")
     assert not (tmp_path / "lowres").exists()  # refused before anything was written

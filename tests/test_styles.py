@@ -1,5 +1,5 @@
-"""Flagged 1s and crossed 7s made from real MNIST digits (styles.py), and how flagged 1s
-join training."""
+"""Flagged 1s and crossed 7s made from real MNIST digits (styles.py), and how they join
+training."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch
 from digitos.datasets import make_splits
 from digitos.errors import DigitosError
 from digitos.styles import crossed_sevens, flagged_ones
-from digitos.train import TrainConfig, add_flagged_ones
+from digitos.train import TrainConfig, add_styled
 
 
 def test_a_flag_is_drawn_down_and_left_from_the_top_of_each_one(mnist):
@@ -60,15 +60,22 @@ def test_a_bar_is_drawn_across_the_middle_of_each_seven(mnist):
     assert torch.equal(crossed, crossed_sevens(images, labels, 200, seed=1))  # seeded
 
 
-def test_flagged_ones_join_training_as_ones_and_nothing_else_changes(mnist_dir, mnist):
+def test_styled_digits_join_training_with_their_labels_and_nothing_else_changes(mnist_dir, mnist):
     splits = make_splits(mnist, "holdout", 0, 5000, 3000, 500, None)
-    cfg = TrainConfig.from_recipe("default", data_dir=str(mnist_dir), flagged_ones=100)
-    out = add_flagged_ones(splits, cfg, log=lambda s: None)
-    assert len(out.train) == len(splits.train) + 100
-    assert (out.train.labels[-100:] == 1).all()
-    assert torch.equal(out.train.images[:-100], splits.train.images)
+    cfg = TrainConfig.from_recipe("default", data_dir=str(mnist_dir), flagged_ones=100,
+                                  crossed_sevens=60)
+    out = add_styled(splits, cfg, log=lambda s: None)
+    assert len(out.train) == len(splits.train) + 160
+    assert (out.train.labels[-160:-60] == 1).all() and (out.train.labels[-60:] == 7).all()
+    assert torch.equal(out.train.images[:-160], splits.train.images)
+    assert torch.equal(out.train.images[-60:],
+                       crossed_sevens(splits.train.images, splits.train.labels, 60, 0))
     assert out.val is splits.val and out.test is splits.test
-    with pytest.raises(DigitosError, match="--flagged-ones"):
-        add_flagged_ones(splits, TrainConfig.from_recipe("default", dataset="idx",
-                                                          flagged_ones=10), log=print)
-
+    only_sevens = add_styled(splits, TrainConfig.from_recipe(
+        "default", data_dir=str(mnist_dir), crossed_sevens=60), log=lambda s: None)
+    assert torch.equal(only_sevens.train.images, out.train.images[list(range(len(splits.train)))
+                                                                  + list(range(-60, 0))])
+    for option, n in (("--flagged-ones", dict(flagged_ones=10)),
+                      ("--crossed-sevens", dict(crossed_sevens=10))):
+        with pytest.raises(DigitosError, match=option):
+            add_styled(splits, TrainConfig.from_recipe("default", dataset="idx", **n), log=print)

@@ -35,6 +35,10 @@ def _positive_int(text: str) -> int:
     return _checked(text, int, "a whole number", lambda v: v >= 1, "must be at least 1, got {}")
 
 
+def _count(text: str) -> int:
+    return _checked(text, int, "a whole number", lambda v: v >= 0, "must be 0 or more, got {}")
+
+
 def _positive_float(text: str) -> float:
     return _checked(text, float, "a number", lambda v: v > 0, "must be above 0, got {}")
 
@@ -184,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --augment, also shear, warp and make the pen thicker or thinner: "
                         "real drawings vary more than MNIST (recipe reader: on; default "
                         f"recipe: {'on' if DEFAULT['distort'] else 'off'})")
-    p.add_argument("--flagged-ones", type=int, default=None, metavar="N",
+    p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: 0; weighed for the reader recipe, see the README)")
+    p.add_argument("--crossed-sevens", type=_count, default=None, metavar="N",
+                   help="add N of MNIST's training 7s again with a bar through the stem, as much "
+                        "of the world writes them (default: 0; see the README)")
     p.add_argument("--lowres", type=_share, default=None, metavar="SHARE",
                    help="with --augment, shrink this share of the training images to 10-20 px "
                         "and enlarge them back, as a digit drawn on a tiny canvas reaches the "
@@ -418,7 +425,8 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
-        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones, lowres=args.lowres,
+        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones,
+        crossed_sevens=args.crossed_sevens, lowres=args.lowres,
         ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,

@@ -60,6 +60,7 @@ class TrainConfig:
     distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
     flagged_ones: int = 0  # MNIST 1s copied with a flag added (styles.py), for training
+    crossed_sevens: int = 0  # MNIST 7s copied with a bar through the stem (styles.py)
     lowres: float = 0.0  # share of training images shrunk and enlarged back (Augment.lowres)
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -338,8 +339,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     normalization = entry.normalization
     if cfg.not_a_digit:
         splits = add_negatives(splits, cfg, log if main else _quiet)
-    if cfg.flagged_ones:
-        splits = add_flagged_ones(splits, cfg, log if main else _quiet)
+    if cfg.flagged_ones or cfg.crossed_sevens:
+        splits = add_styled(splits, cfg, log if main else _quiet)
     if cfg.extra:
         splits = add_extra(splits, cfg.extra, log if main else _quiet)
     classes = splits.classes
@@ -660,18 +661,27 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     return Splits(splits.name, (*splits.classes, NOT_A_DIGIT), out[0], out[1], splits.test)
 
 
-def add_flagged_ones(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
-    """Training with cfg.flagged_ones of its 1s added again, each with a flag (styles.py)."""
-    from .styles import flagged_ones
+def add_styled(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
+    """Training with cfg.flagged_ones of its 1s added again, each with a flag, and
+    cfg.crossed_sevens of its 7s, each with a bar through the stem (styles.py)."""
+    from .styles import crossed_sevens, flagged_ones
 
     if cfg.dataset != "mnist":
-        raise DigitosError("--flagged-ones draws flags on MNIST's 1s; use it with --dataset mnist")
+        option = "--flagged-ones" if cfg.flagged_ones else "--crossed-sevens"
+        raise DigitosError(f"{option} draws on MNIST's own digits; use it with --dataset mnist")
     train = splits.train
-    ones = flagged_ones(train.images, train.labels, cfg.flagged_ones, cfg.seed)
-    log(f"flagged ones: {len(ones):,} of the training 1s added again with a flag")
-    label = torch.full((len(ones),), splits.classes.index("1"), dtype=train.labels.dtype)
-    return Splits(splits.name, splits.classes, Split(torch.cat([train.images, ones]),
-                                                     torch.cat([train.labels, label])),
+    images, labels = [train.images], [train.labels]
+    for n, style, digit, what in ((cfg.flagged_ones, flagged_ones, "1", "1s added again with a flag"),
+                                  (cfg.crossed_sevens, crossed_sevens, "7",
+                                   "7s added again with a bar through the stem")):
+        if n:
+            styled = style(train.images, train.labels, n, cfg.seed)
+            log(f"{'flagged ones' if digit == '1' else 'crossed sevens'}: "
+                f"{len(styled):,} of the training {what}")
+            images.append(styled)
+            labels.append(torch.full((len(styled),), splits.classes.index(digit),
+                                     dtype=train.labels.dtype))
+    return Splits(splits.name, splits.classes, Split(torch.cat(images), torch.cat(labels)),
                   splits.val, splits.test)
 
 
