@@ -68,9 +68,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("DIGITOS_DATA_DIR"))
     ap.add_argument("--per-digit", type=int, nargs="+", default=[1, 3, 5, 10])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT),
+                    help="the model to start from (default: the shipped one)")
     args = ap.parse_args()
     first, second = uci_drawings(args.seed)
-    shipped = str(SHIPPED_CHECKPOINT)
+    shipped = args.checkpoint
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"UCI digits: {len(first)} to pick from, {len(second)} to read")
     before = accuracy(shipped, second)

@@ -549,6 +549,53 @@ def test_beside_digits_a_piece_is_not_a_digit_only_when_very_sure(not_a_digit, n
         assert result.digits[1].reading.unsure  # the model doubted it was a digit at all
 
 
+class _Width(_StandIn):
+    """A stand-in reader: narrow ink is a 1, wide ink a 0, each 99% surely."""
+
+    def read_many(self, pixels):
+        out = []
+        for p in pixels:
+            digit = 0 if int((p > 100).any(dim=0).sum()) > 10 else 1
+            probs = [0.0] * 11
+            probs[digit] = 0.99
+            out.append(Reading(str(digit), 0.99, probs, False, self.classes))
+        return out
+
+
+def test_a_cut_that_makes_the_number_fail_is_undone(monkeypatch):
+    """A 0 beside two 1s, cut (as reading sometimes cuts one) into a short sliver and the
+    rest: the sliver is far shorter than the digits beside it, so those pieces are no number.
+    Undoing the cut, the writing reads as the number it is."""
+    page = Image.new("L", (560, 300), 255)
+    draw = ImageDraw.Draw(page)
+    for x in (60, 160):
+        draw.line([(x, 40), (x, 240)], fill=0, width=14)  # two 1s
+    draw.ellipse([(260, 40), (480, 240)], outline=0, width=14)  # a wide 0
+    real = predict._segment
+
+    def sliver_off_the_zero(reader, ink, piece, in_number=False):
+        left, top, right, bottom = piece.group.box
+        if right - left < bottom - top:
+            return real(reader, ink, piece, in_number)
+        mask = piece.group.mask.copy()
+        sliver = mask.copy()
+        sliver[top + (bottom - top) // 3:] = False  # the 0's top third, left of its middle
+        sliver[:, (left + right) // 2:] = False
+        rest = mask & ~sliver
+        parts = [Group(m, _box(m)) for m in (sliver, rest)]
+        return predict._read_groups(reader, ink, parts)
+
+    monkeypatch.setattr(predict, "_segment", sliver_off_the_zero)
+    result = read_image(_Width(), png(page), "110.png")
+    assert len(result.digits) == 3 and result.number == "110"
+    assert not result.not_a_digit
+
+
+def _box(mask):
+    ys, xs = np.nonzero(mask)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
 def test_a_four_drawn_in_two_strokes_is_one_digit():
     page = Image.new("L", (400, 400), 255)
     draw = ImageDraw.Draw(page)

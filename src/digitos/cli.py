@@ -190,19 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
                         f"recipe: {'on' if DEFAULT['distort'] else 'off'})")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
-                        "the world writes them (default: 0; weighed for the reader recipe, see the README)")
+                        "the world writes them (default: 0; see the lab notes)")
     p.add_argument("--crossed-sevens", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 7s again with a bar through the stem, as much "
-                        "of the world writes them (default: 0; see the README)")
+                        "of the world writes them (default: 0; see the lab notes)")
     p.add_argument("--lowres", type=_share, default=None, metavar="SHARE",
                    help="with --augment, shrink this share of the training images to 10-20 px "
                         "and enlarge them back, as a digit drawn on a tiny canvas reaches the "
-                        "model (default: 0; weighed for the reader recipe, see the README)")
+                        "model (default: 0; see the lab notes)")
     p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
                         "training files, when found), letters, drawn shapes and pairs of digits, so that "
                         "letters, doodles and objects are not read as digits (MNIST only; "
                         f"default recipe: {'on' if DEFAULT['not_a_digit'] else 'off'})")
+    p.add_argument("--negative-share", type=_share, default=None, metavar="SHARE",
+                   help="with --not-a-digit, not-a-digit images added, as a share of the digits "
+                        "(default: 0.25)")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay "
                         f"per step, e.g. 0.999; 0 = off (default recipe: {DEFAULT.get('ema', 0)})")
@@ -427,7 +430,7 @@ def cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
         not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones,
         crossed_sevens=args.crossed_sevens, lowres=args.lowres,
-        ema=args.ema, split=args.split,
+        negative_share=args.negative_share, ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,
         overwrite=args.overwrite or None, channels_last=args.channels_last,

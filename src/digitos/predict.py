@@ -237,25 +237,19 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
         # whole now stand beside digits too (a "11" pushed together beside it).
         cut = [_segment(reader, ink, p, True) if len(c) == 1 and c[0] is p and p.not_a_digit else c
                for p, c in zip(first, cut, strict=True)]
-    pieces = [d for c in cut for d in c]
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
-    if len(pieces) == 1:
-        not_digit = everything.not_a_digit
-        digits = [] if not_digit else [everything]
-    else:
-        if any(not p.not_a_digit for p in pieces):
-            pieces = [_read_beside_digits(p) for p in pieces]
-        digits = [p for p in pieces if not p.not_a_digit]
-        # Most of the writing is not digits, or its pieces read as digits only unsurely (a
-        # word, a doodle, a letter cut into digit-like pieces): not a number.
-        # All the writing one piece that the model is sure is no digit (a letter, a doodle,
-        # or digits pushed together): cut, its pieces must read surely to outweigh that.
-        sure = CUT_SURE if len(groups) == 1 and first[0].not_a_digit else NUMBER_SURE
-        not_digit = (len(digits) * 2 <= len(pieces) or _surety(digits) < sure
-                     or not _alike(digits))
-        if not_digit:
-            digits = []
+    lone_stroke = len(groups) == 1 and first[0].not_a_digit
+    pieces, digits, not_digit = _judge([d for c in cut for d in c], everything, lone_stroke)
+    if not_digit and len(first) > 1:
+        # Cutting is decided piece by piece; whether the pieces make a number, only for all of
+        # them. A cut that made the number fail (a sliver cut off a 0 or a 1 is far shorter
+        # than the digits beside it) is undone: each one alone, then all of them.
+        for undone in _uncut(first, cut):
+            judged = _judge(undone, everything, lone_stroke)
+            if not judged[2]:
+                pieces, digits, not_digit = judged
+                break
     # Wide grey areas around the "strokes": a picture of a thing, not writing.
     picture = ink.shading > SHADED
     # Marks inside a loop (a face's eyes): a drawing of a thing too, though of strokes.
@@ -265,6 +259,34 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
     number = "".join(d.reading.digit for d in digits)
     return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size,
                         picture, marks_inside)
+
+
+def _judge(pieces: list[DigitReading], everything: DigitReading,
+           lone_stroke: bool) -> tuple[list[DigitReading], list[DigitReading], bool]:
+    """The pieces of writing as read beside each other, the digits among them, and whether
+    the image is not a digit (by the model's word alone: pictures and faces come after)."""
+    if len(pieces) == 1:
+        not_digit = everything.not_a_digit
+        return pieces, [] if not_digit else [everything], not_digit
+    if any(not p.not_a_digit for p in pieces):
+        pieces = [_read_beside_digits(p) for p in pieces]
+    digits = [p for p in pieces if not p.not_a_digit]
+    # Most of the writing is not digits, or its pieces read as digits only unsurely (a
+    # word, a doodle, a letter cut into digit-like pieces): not a number.
+    # All the writing one piece that the model is sure is no digit (a letter, a doodle,
+    # or digits pushed together): cut, its pieces must read surely to outweigh that.
+    sure = CUT_SURE if lone_stroke else NUMBER_SURE
+    not_digit = (len(digits) * 2 <= len(pieces) or _surety(digits) < sure
+                 or not _alike(digits))
+    return pieces, [] if not_digit else digits, not_digit
+
+
+def _uncut(first: list[DigitReading], cut: list[list[DigitReading]]) -> list[list[DigitReading]]:
+    """The pieces with one of the cuts undone, for each cut piece, then with all undone."""
+    were_cut = [i for i, c in enumerate(cut) if len(c) > 1]
+    one = [[d for k, c in enumerate(cut) for d in ([first[k]] if k == i else c)]
+           for i in were_cut]
+    return one + [list(first)] if len(were_cut) > 1 else one
 
 
 def _read_beside_digits(piece: DigitReading) -> DigitReading:

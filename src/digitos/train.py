@@ -59,6 +59,7 @@ class TrainConfig:
     augment: bool = _DEFAULT["augment"]
     distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
+    negative_share: float = 0.25  # not-a-digit images added, as a share of the digits
     flagged_ones: int = 0  # MNIST 1s copied with a flag added (styles.py), for training
     crossed_sevens: int = 0  # MNIST 7s copied with a bar through the stem (styles.py)
     lowres: float = 0.0  # share of training images shrunk and enlarged back (Augment.lowres)
@@ -91,7 +92,8 @@ class TrainConfig:
         if unknown:
             raise DigitosError(f"unknown training options: {', '.join(sorted(unknown))}")
         if values.get("lowres") and not values.get("augment"):
-            raise DigitosError("--lowres works on augmented batches; leave out --no-augment")
+            raise DigitosError("--lowres works on augmented batches; leave out --no-augment, "
+                               "or add --lowres 0")
         return cls(recipe=recipe, **values)
 
 
@@ -624,9 +626,6 @@ def _signals_as_interrupts():
             signal.signal(s, h)
 
 
-NEGATIVE_SHARE = 0.25  # not-a-digit images added, as a share of the digits in train and val
-
-
 def _quiet(_: str) -> None:
     pass
 
@@ -650,7 +649,7 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     label = len(splits.classes)
     out = []
     for part, split in (("train", splits.train), ("val", splits.val)):
-        n = max(1, round(NEGATIVE_SHARE * len(split)))
+        n = max(1, round(cfg.negative_share * len(split)))
         seed = cfg.seed * 2 + (part == "val")
         # Pairs come from the split's own digits: no validation digit leaks into training.
         images = make_negatives(n, seed, fashion, split.images)
