@@ -4,15 +4,16 @@
         [-n 10000] [--turn DEGREES] [--small SIDE [--crisp]] [--style flagged-ones|crossed-sevens]
 
 Every MNIST *test* digit (or the first n) is re-rendered as a person's saved drawing
-(digitos.drawings: big canvas, off-centre, thinner or thicker pen, dark on white or chalk on
+(digitos.synth.drawings: big canvas, off-centre, thinner or thicker pen, dark on white or chalk on
 black, blur, PNG / JPEG / transparent PNG), read through digitos' preprocessing, and scored.
 Also prints how long the preprocessing takes per image. `--turn 30` turns every digit 30
 degrees clockwise before it is drawn (-30: anticlockwise), as a leaning hand or a photo taken
 askew gives them. `--small 16` saves each digit instead as a 16x16 drawing, dark on white,
 as someone drawing on a tiny canvas does (`--crisp`: ink or paper in every pixel, as Paint's
 pencil draws). `--style flagged-ones` draws n of the test 1s with a flag, `--style
-crossed-sevens` n of the test 7s with a bar through the stem (`digitos.styles`), as much of
-the world, Spain among it, writes them; the same digits without it are read too.
+crossed-sevens` n of the test 7s with a bar through the stem, and so on for every style of
+`digitos.synth.styles`, as much of the world, Spain among it, writes them; the same digits
+without it are read too.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ import torch
 from PIL import Image
 
 from digitos.datasets import load_dataset
-from digitos.drawings import render_set, render_small
 from digitos.predict import load_reader
 from digitos.preprocess import preprocess_file
-from digitos.styles import crossed_sevens, flagged_ones
-
-STYLES = {"flagged-ones": (flagged_ones, 1), "crossed-sevens": (crossed_sevens, 7)}
+from digitos.synth.drawings import render_set, render_small
+from digitos.synth.styles import STYLES, styled
 
 
 def preprocessed(drawings) -> tuple[torch.Tensor, list[str], float]:
@@ -61,16 +60,17 @@ def main() -> None:
     ap.add_argument("--crisp", action="store_true",
                     help="with --small: every pixel ink or paper, no anti-aliasing")
     ap.add_argument("--style", choices=sorted(STYLES),
-                    help="n test 1s with a flag, or n test 7s with a bar, as drawings")
+                    help="n test digits of the style's class redrawn in it, as drawings")
     args = ap.parse_args()
 
     reader = load_reader(args.checkpoint)
     data = load_dataset("mnist", args.data_dir)
     images, labels = data.test.images[: args.n], data.test.labels[: args.n]
     if args.style:
-        make, digit = STYLES[args.style]
+        digit = STYLES[args.style][0]
         plain = data.test.images[data.test.labels == digit][: args.n]
-        images = make(plain, torch.full((len(plain),), digit), len(plain), seed=args.seed)
+        images = styled(plain, torch.full((len(plain),), digit), args.style, len(plain),
+                        seed=args.seed)
         labels = torch.full((len(images),), digit)
         # The same digits without the style, drawn the same way: what the style alone costs.
         plain_seen, _, _ = preprocessed(render_set(plain, labels, seed=args.seed))

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from digitos.datasets import load_dataset
-from digitos.drawings import render_number
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
+from digitos.synth.drawings import render_number
 
 SETTINGS = ("plain", "on one ruled line", "long underline", "short underline", "circled",
             "boxed", "boxed, touching")

@@ -8,7 +8,7 @@ Non-digits no training saw, read through the whole reading path:
   and the same items as silhouettes, drawn like the digits below (pen made binary);
 - letters: letters and signs in the STIX fonts (training uses DejaVu and Computer Modern);
 - shapes: scribbles, hatching, grids, stars, spirals... drawn from a seed training never uses.
-Letters and shapes are saved as a person's drawing (digitos.drawings.render: big canvas,
+Letters and shapes are saved as a person's drawing (digitos.synth.drawings.render: big canvas,
 off-centre, pen changed, PNG / JPEG / transparent PNG).
 Digits: MNIST *test* digits drawn the same way; the figure is the share wrongly rejected.
 """
@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 
 from digitos.datasets import load_dataset
-from digitos.drawings import render
-from digitos.negatives import clothes, fashion_images, held_out_fonts, letters, shapes
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
+from digitos.synth.drawings import render
+from digitos.synth.negatives import clothes, fashion_images, held_out_fonts, letters, shapes
 
 
 def picture(img: torch.Tensor, rng: np.random.Generator) -> bytes:

@@ -2,7 +2,7 @@
 
     python benchmarks/numbers_accuracy.py --data-dir ../shared/data/mnist [-n 1000] [--checkpoint CKPT]
 
-Each number is drawn by digitos.drawings.render_number: its own size and baseline for every
+Each number is drawn by digitos.synth.drawings.render_number: its own size and baseline for every
 digit, varied gaps, one in five neighbours pushed together until their ink touches, dark ink
 on white paper with noise, PNG or JPEG. A number counts as right only when every digit is
 read and in the right order (exact match). The digits come from MNIST's test files, which no
@@ -18,9 +18,9 @@ from collections import defaultdict
 import numpy as np
 
 from digitos.datasets import load_dataset
-from digitos.drawings import render_number
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
+from digitos.synth.drawings import render_number
 
 
 def main() -> None:

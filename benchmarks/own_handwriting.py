@@ -7,6 +7,10 @@
 dark on white. They are split in two halves with a fixed seed; `digitos finetune` adapts the
 shipped model to N drawings per digit from the first half, then the second half is read, and
 the MNIST test set, before and after. Needs `pip install scikit-learn`. Not run in CI.
+
+`--style flagged-ones` (or any style of digitos.synth.styles) stands in for a writer of that
+style instead: MNIST *test* digits of its class redrawn in it and saved as drawings (a seed no
+training uses); N of them are the corrections, 300 others are read.
 """
 
 from __future__ import annotations
@@ -46,6 +50,22 @@ def uci_drawings(seed: int = 0) -> tuple[list[tuple[bytes, int]], list[tuple[byt
     return out[:half], out[half:]
 
 
+def style_drawings(style: str, data_dir: str | None, seed: int = 0
+                   ) -> tuple[list[tuple[bytes, int]], list[tuple[bytes, int]]]:
+    """Test digits of the style's class redrawn in it and saved as drawings: 50 to pick
+    corrections from, 300 to read."""
+    from digitos.datasets import load_dataset
+    from digitos.synth import BENCHMARK_SEEDS, STYLES, styled
+    from digitos.synth.drawings import render
+
+    digit = STYLES[style][0]
+    test = load_dataset("mnist", data_dir, progress=False).test
+    made = styled(test.images, test.labels, style, 350, BENCHMARK_SEEDS + 500 + seed)
+    rng = np.random.default_rng(BENCHMARK_SEEDS + 600 + seed)
+    out = [(render(d, digit, rng).data, digit) for d in made]
+    return out[:50], out[50:]
+
+
 def accuracy(checkpoint: str, drawings: list[tuple[bytes, int]]) -> float:
     reader = load_reader(checkpoint)
     right = 0
@@ -70,11 +90,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT),
                     help="the model to start from (default: the shipped one)")
+    ap.add_argument("--style", default=None, metavar="NAME",
+                    help="a writer of this style (digitos.synth.styles) instead of the UCI digits")
     args = ap.parse_args()
-    first, second = uci_drawings(args.seed)
+    if args.style:
+        first, second = style_drawings(args.style, args.data_dir, args.seed)
+        writer = f"{args.style} (MNIST test digits redrawn)"
+    else:
+        first, second = uci_drawings(args.seed)
+        writer = "UCI digits"
     shipped = args.checkpoint
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"UCI digits: {len(first)} to pick from, {len(second)} to read")
+          f"{writer}: {len(first)} to pick from, {len(second)} to read")
     before = accuracy(shipped, second)
     mnist_before = mnist_accuracy(shipped, args.data_dir)
     print(f"before: second half {100 * before:.2f}%, MNIST test {100 * mnist_before:.2f}%")

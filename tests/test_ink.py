@@ -8,9 +8,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from test_preprocess import png
 
 from digitos import predict
-from digitos.drawings import render_number
 from digitos.ink import Group, between, cut_paths, find_groups, find_ink
 from digitos.predict import Reading, read_image
+from digitos.synth.drawings import render_number
 
 
 def mnist_on_page(digit, size, page, at, ink=30):
@@ -278,7 +278,7 @@ def test_a_face_is_no_digit_but_a_dotted_zero_is(reader, marks):
 
 def test_drawn_digits_hold_no_marks_inside_their_loops(mnist):
     """Drawn MNIST digits, loops and all, saved every way a person saves them."""
-    from digitos.drawings import render
+    from digitos.synth.drawings import render
 
     rng = np.random.default_rng(1)
     for img, label in zip(mnist.test.images[:300], mnist.test.labels[:300], strict=True):

@@ -103,8 +103,8 @@ def test_missing_checkpoint_is_a_clean_error(tmp_path):
 
 
 def test_predict_reads_a_number_and_says_not_a_digit(mnist, tmp_path):
-    from digitos.drawings import render_number
-    from digitos.negatives import clothes
+    from digitos.synth.drawings import render_number
+    from digitos.synth.negatives import clothes
 
     rng = np.random.default_rng(3)
     pick = [0, 1, 2, 3]  # 7, 2, 1, 0
@@ -142,10 +142,10 @@ def test_pictures_of_things_are_not_digits_and_drawings_are_no_pictures(mnist, r
     """A grey picture of a shirt keeps only its darkest edges at the ink threshold, and those
     read as digits (two sleeves as "11"); the shaded area around them says it is a picture.
     Drawn digits, saved every way a person saves them, have next to none."""
-    from digitos.drawings import render
     from digitos.ink import SHADED, find_ink
     from digitos.predict import read_image, reading_json, reading_text
     from digitos.preprocess import open_image
+    from digitos.synth.drawings import render
 
     fashion = load_fashion_test()
     for i in (6033, 6127, 6252):  # shirts that read as "11" without the rule
@@ -168,7 +168,7 @@ def test_pictures_of_things_are_not_digits_and_drawings_are_no_pictures(mnist, r
 
 
 def load_fashion_test():
-    from digitos.negatives import fashion_images
+    from digitos.synth.negatives import fashion_images
 
     images = fashion_images("test")
     assert images is not None, "apt-get install dataset-fashion-mnist"

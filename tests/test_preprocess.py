@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from digitos.drawings import render_set, render_small
 from digitos.preprocess import MAX_PIXELS, ImageError, preprocess_file, stroke_width
+from digitos.synth.drawings import render_set, render_small
 
 
 def png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

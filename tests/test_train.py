@@ -92,8 +92,8 @@ def test_weight_average_is_what_gets_saved(mnist_dir, tmp_path):
 def test_not_a_digit_class_is_learned_from_negatives(mnist_dir, mnist, tmp_path):
     """A small run with --not-a-digit: eleven classes, and unseen non-digits mostly rejected."""
     from digitos.evaluate import NOT_A_DIGIT
-    from digitos.negatives import held_out_fonts, letters, shapes
     from digitos.predict import Reader
+    from digitos.synth.negatives import held_out_fonts, letters, shapes
 
     lines = []
     run = fit(small_config(mnist_dir, tmp_path / "run", not_a_digit=True, limit_train=6000,

@@ -45,8 +45,8 @@ def test_upload_and_data_url_give_the_predict_fields(client, mnist):
 def test_a_number_and_a_non_digit_through_the_api(client, mnist):
     import numpy as np
 
-    from digitos.drawings import render_number
-    from digitos.negatives import held_out_fonts, letters
+    from digitos.synth.drawings import render_number
+    from digitos.synth.negatives import held_out_fonts, letters
 
     pick = [4, 5, 6]  # 4, 1, 4
     number = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(),

@@ -188,12 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --augment, also shear, warp and make the pen thicker or thinner: "
                         "real drawings vary more than MNIST (recipe reader: on; default "
                         f"recipe: {'on' if DEFAULT['distort'] else 'off'})")
+    p.add_argument("--styled", type=_count, default=None, metavar="N",
+                   help="add N of MNIST's training digits again in each way of writing that its "
+                        "writers hardly used: flagged and based 1s, open 4s, straight-topped 6s, "
+                        "crossed 7s, straight-stemmed 9s (default: 0)")
+    p.add_argument("--written", type=_count, default=None, metavar="N",
+                   help="add N training images again, each written by a random hand (small and "
+                        "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
+                        "an image is read (default: 0)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
-                        "the world writes them (default: 0; see the lab notes)")
+                        "the world writes them (default: as --styled)")
     p.add_argument("--crossed-sevens", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 7s again with a bar through the stem, as much "
-                        "of the world writes them (default: 0; see the lab notes)")
+                        "of the world writes them (default: as --styled)")
     p.add_argument("--lowres", type=_share, default=None, metavar="SHARE",
                    help="with --augment, shrink this share of the training images to 10-20 px "
                         "and enlarge them back, as a digit drawn on a tiny canvas reaches the "
@@ -249,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation (default: as the checkpoint says)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="DIR",
-                   help="write confusion.png, misclassified.png and metrics.json there")
+                   help="write confusion.png, misclassified.png, reliability.png (calibration) "
+                        "and metrics.json there")
+    p.add_argument("--negatives", type=_count, default=1000, metavar="N",
+                   help="for a model with a 'not a digit' class: also read N each of held-out "
+                        "letters, shapes and clothes, and report how many it refuses and how "
+                        "well calibrated that is (0: skip; default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -428,7 +441,8 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
-        not_a_digit=args.not_a_digit, flagged_ones=args.flagged_ones,
+        not_a_digit=args.not_a_digit, styled=args.styled, written=args.written,
+        flagged_ones=args.flagged_ones,
         crossed_sevens=args.crossed_sevens, lowres=args.lowres,
         negative_share=args.negative_share, ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,
@@ -597,6 +611,16 @@ def cmd_evaluate(args) -> int:
     norm = tuple(meta["normalization"])
     model = inference_layout(model.to(device), meta["model"])
     metrics, logits = evaluate_split(model, test, classes, norm, device, tta=tta)
+    if NOT_A_DIGIT in classes and ds.name == "mnist" and args.negatives:
+        from .datasets import Split
+        from .evaluate import rejection_report, split_logits
+        from .synth.negatives import held_out
+
+        others = held_out(args.negatives)
+        other_logits = split_logits(model, Split(others, torch.zeros(len(others), dtype=torch.long)),
+                                    norm, device, tta=tta)
+        metrics["not_a_digit"] = rejection_report(torch.softmax(logits, 1),
+                                                  torch.softmax(other_logits, 1), classes)
     metrics |= {"model": meta["model"], "dataset": ds.name, "tta": tta,
                 "checkpoint": args.checkpoint or args.weights}
     if args.out:
@@ -613,6 +637,11 @@ def cmd_evaluate(args) -> int:
                             [classes[i] for i in test.labels[wrong].tolist()],
                             [classes[i] for i in pred[wrong].tolist()],
                             out / "misclassified.png")
+        panels = [(f"the class read, {ds.name} test", metrics["calibration"])]
+        if "not_a_digit" in metrics:
+            panels.append(("'not a digit', held-out non-digits and test digits",
+                           metrics["not_a_digit"]["calibration"]))
+        plots.reliability(panels, out / "reliability.png")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if args.json:
         print(json.dumps(metrics))
@@ -620,7 +649,8 @@ def cmd_evaluate(args) -> int:
         print(f"{meta['model']} on {ds.name} ({'with' if tta else 'no'} test-time augmentation)")
         print(format_report(metrics, classes))
         if args.out:
-            print(f"\nwrote confusion.png, misclassified.png and metrics.json to {args.out}")
+            print(f"\nwrote confusion.png, misclassified.png, reliability.png and metrics.json to "
+                  f"{args.out}")
     return 0
 
 

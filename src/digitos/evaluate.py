@@ -110,6 +110,8 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes) -> 
             "recall": (correct[i] / support[i]).item() if support[i] else 0.0,
             "support": int(support[i]),
         }
+    probabilities = F.softmax(logits.float(), dim=1)
+    confidence = probabilities.gather(1, pred[:, None])[:, 0] if len(labels) else probabilities[:, 0]
     return {
         "accuracy": correct.sum().item() / max(len(labels), 1),
         "loss": loss,
@@ -117,6 +119,7 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes) -> 
         "errors": int(len(labels) - correct.sum().item()),
         "per_class": per_class,
         "confusion": confusion.tolist(),
+        "calibration": calibration(confidence, pred == labels),
     }
 
 
@@ -131,6 +134,49 @@ def evaluate_split(
     """(metrics, logits) of `model` on `split`."""
     logits = split_logits(model, split, normalization, device, tta=tta)
     return metrics_from_logits(logits, split.labels, classes), logits
+
+
+CALIBRATION_BINS = 15
+
+
+def calibration(confidence: torch.Tensor, correct: torch.Tensor,
+                bins: int = CALIBRATION_BINS) -> dict:
+    """How well stated confidence matches how often it is right (Guo et al. 2017).
+
+    `confidence` (N,) in [0, 1], `correct` (N,) booleans. Equal-width bins of confidence;
+    `ece`, the expected calibration error, is the mean |accuracy - confidence| of the bins,
+    weighted by how many images each holds: 0 for a model that is right 90% of the times it
+    says 90%. `bins` lists each non-empty bin's range, mean confidence, accuracy and count:
+    a reliability plot's points."""
+    confidence, correct = confidence.float().cpu(), correct.float().cpu()
+    which = (confidence * bins).long().clamp(max=bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        count = int(inside.sum())
+        if count:
+            conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
+            ece += count / len(confidence) * abs(acc - conf)
+            rows.append({"from": b / bins, "to": (b + 1) / bins, "confidence": conf,
+                         "accuracy": acc, "count": count})
+    return {"ece": ece, "bins": rows}
+
+
+def rejection_report(digit_probs: torch.Tensor, other_probs: torch.Tensor, classes) -> dict:
+    """How the "not a digit" class fares on held-out images: the share of non-digits refused
+    and of real digits refused (as reading decides, with NOT_A_DIGIT_FROM), and the calibration
+    of the not-a-digit probability as a yes/no answer over both sets."""
+    column = list(classes).index(NOT_A_DIGIT)
+    refused_digits = read_classes(digit_probs, classes) == column
+    refused_others = read_classes(other_probs, classes) == column
+    said = torch.cat([digit_probs[:, column], other_probs[:, column]])
+    truly = torch.cat([torch.zeros(len(digit_probs)), torch.ones(len(other_probs))]).bool()
+    # Calibration of a yes/no answer: the probability of the answer given, against being right.
+    answer = said >= 0.5
+    stated = torch.where(answer, said, 1 - said)
+    return {"non_digits": len(other_probs), "non_digits_refused": float(refused_others.float().mean()),
+            "digits": len(digit_probs), "digits_refused": float(refused_digits.float().mean()),
+            "threshold": NOT_A_DIGIT_FROM, "calibration": calibration(stated, answer == truly)}
 
 
 def format_report(metrics: dict, classes) -> str:
@@ -152,4 +198,12 @@ def format_report(metrics: dict, classes) -> str:
     lines.append(" " * 6 + "".join(f"{c:>{width}}" for c in short))
     for name, row in zip(short, metrics["confusion"], strict=False):
         lines.append(f"{name:>6}" + "".join(f"{v:>{width}}" for v in row))
+    if "calibration" in metrics:
+        lines += ["", f"calibration: expected calibration error {100 * metrics['calibration']['ece']:.2f}% "
+                      "(the confidence of the class read against how often it is right)"]
+    if "not_a_digit" in metrics:
+        r = metrics["not_a_digit"]
+        lines += [f"not a digit: {100 * r['non_digits_refused']:.2f}% of {r['non_digits']:,} held-out "
+                  f"non-digits refused, {100 * r['digits_refused']:.2f}% of the {r['digits']:,} test "
+                  f"digits; expected calibration error {100 * r['calibration']['ece']:.2f}%"]
     return "\n".join(lines)

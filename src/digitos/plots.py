@@ -102,6 +102,30 @@ def misclassified(images: torch.Tensor, true: list[str], pred: list[str], path: 
                       title="Misclassified (true → predicted)")
 
 
+def reliability(panels: list[tuple[str, dict]], path: str | Path) -> Path:
+    """Reliability plots: for each (title, evaluate.calibration(...)), the accuracy in each bin
+    of confidence against the confidence, with the diagonal a calibrated model follows."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, cal) in zip(axes[0], panels, strict=True):
+        bins = cal["bins"]
+        width = bins[0]["to"] - bins[0]["from"] if bins else 0.1
+        ax.bar([b["from"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
+               color="#4c72b0", edgecolor="white", label="accuracy in the bin")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#dd8452",
+                ms=4, label="mean confidence")
+        for b in bins:
+            ax.text(b["from"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center",
+                    va="bottom", fontsize=6, color="white" if b["accuracy"] > 0.15 else "black")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("Confidence")
+        ax.set_ylabel("Accuracy")
+        ax.set_title(f"{title}\nECE {100 * cal['ece']:.2f}%", fontsize=10)
+        ax.legend(loc="upper left", fontsize=7)
+    return _save(fig, path)
+
+
 TOY_WORDS = {
     "es": ("Antes de entrenar (pesos al azar)", "Después de entrenar", "Paso de entrenamiento",
            "Pérdida (entropía cruzada)", "La pérdida en cada paso"),

@@ -60,8 +60,10 @@ class TrainConfig:
     distort: bool = _DEFAULT["distort"]  # shear, warp and pen thickness on top of augment
     not_a_digit: bool = _DEFAULT["not_a_digit"]  # an 11th class from negatives.py's images
     negative_share: float = 0.25  # not-a-digit images added, as a share of the digits
-    flagged_ones: int = 0  # MNIST 1s copied with a flag added (styles.py), for training
-    crossed_sevens: int = 0  # MNIST 7s copied with a bar through the stem (styles.py)
+    styled: int = 0  # of each style of synth/styles.py, this many training digits redrawn in it
+    flagged_ones: int = 0  # MNIST 1s copied with a flag added, instead of `styled` of them
+    crossed_sevens: int = 0  # MNIST 7s copied with a bar through the stem, the same
+    written: int = 0  # training images written by random hands and read back (synth.written)
     lowres: float = 0.0  # share of training images shrunk and enlarged back (Augment.lowres)
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -341,8 +343,10 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     normalization = entry.normalization
     if cfg.not_a_digit:
         splits = add_negatives(splits, cfg, log if main else _quiet)
-    if cfg.flagged_ones or cfg.crossed_sevens:
+    if cfg.styled or cfg.flagged_ones or cfg.crossed_sevens:
         splits = add_styled(splits, cfg, log if main else _quiet)
+    if cfg.written:
+        splits = add_written(splits, cfg, log if main else _quiet, cfg.progress and main)
     if cfg.extra:
         splits = add_extra(splits, cfg.extra, log if main else _quiet)
     classes = splits.classes
@@ -638,7 +642,7 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
     made here, from the run's seed.
     """
     from .evaluate import NOT_A_DIGIT
-    from .negatives import fashion_images, make_negatives
+    from .synth.negatives import fashion_images, make_negatives
 
     if cfg.dataset != "mnist":
         raise DigitosError("--not-a-digit adds non-digits to MNIST; use it with --dataset mnist")
@@ -661,27 +665,53 @@ def add_negatives(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) 
 
 
 def add_styled(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
-    """Training with cfg.flagged_ones of its 1s added again, each with a flag, and
-    cfg.crossed_sevens of its 7s, each with a bar through the stem (styles.py)."""
-    from .styles import crossed_sevens, flagged_ones
+    """Training with cfg.styled of its digits added again in each style of synth/styles.py
+    (cfg.flagged_ones of its 1s with a flag and cfg.crossed_sevens of its 7s with a bar, when
+    given, instead)."""
+    from .synth.styles import STYLES, styled
 
     if cfg.dataset != "mnist":
-        option = "--flagged-ones" if cfg.flagged_ones else "--crossed-sevens"
+        option = ("--styled" if cfg.styled else "--flagged-ones" if cfg.flagged_ones
+                  else "--crossed-sevens")
         raise DigitosError(f"{option} draws on MNIST's own digits; use it with --dataset mnist")
+    counts = {name: cfg.styled for name in STYLES}
+    counts["flagged-ones"] = cfg.flagged_ones or cfg.styled
+    counts["crossed-sevens"] = cfg.crossed_sevens or cfg.styled
     train = splits.train
     images, labels = [train.images], [train.labels]
-    for n, style, digit, what in ((cfg.flagged_ones, flagged_ones, "1", "1s added again with a flag"),
-                                  (cfg.crossed_sevens, crossed_sevens, "7",
-                                   "7s added again with a bar through the stem")):
-        if n:
-            styled = style(train.images, train.labels, n, cfg.seed)
-            log(f"{'flagged ones' if digit == '1' else 'crossed sevens'}: "
-                f"{len(styled):,} of the training {what}")
-            images.append(styled)
-            labels.append(torch.full((len(styled),), splits.classes.index(digit),
+    for name, (digit, _) in STYLES.items():
+        if counts[name]:
+            made = styled(train.images, train.labels, name, counts[name], cfg.seed)
+            log(f"{name}: {len(made):,} of the training {digit}s added again in that style")
+            images.append(made)
+            labels.append(torch.full((len(made),), splits.classes.index(str(digit)),
                                      dtype=train.labels.dtype))
     return Splits(splits.name, splits.classes, Split(torch.cat(images), torch.cat(labels)),
                   splits.val, splits.test)
+
+
+def add_written(splits: Splits, cfg: TrainConfig, log: Callable[[str], None],
+                progress: bool = False) -> Splits:
+    """Training with cfg.written of its images (digits, styled digits and non-digits alike)
+    added again, each written by a random hand and read back as reading would (synth.written);
+    validation with its share of its own, from another seed."""
+    from .synth import written
+
+    out = []
+    for part, split, n in (("train", splits.train, cfg.written),
+                           ("val", splits.val, round(cfg.written * len(splits.val) / len(splits.train)))):
+        if n == 0:
+            out.append(split)
+            continue
+        bar = _progress(n, f"writing {part} images", progress, unit="image")
+        images, labels = written(split.images, split.labels, n, cfg.seed * 2 + (part == "val"),
+                                 progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        out.append(Split(torch.cat([split.images, images]), torch.cat([split.labels, labels])))
+    log(f"written by hand: {cfg.written:,} training and {len(out[1]) - len(splits.val):,} "
+        "validation images added, each written by a random hand and read back")
+    return Splits(splits.name, splits.classes, out[0], out[1], splits.test)
 
 
 EXTRA_SHARE = 0.2  # own drawings, repeated, make about this share of the training images
@@ -767,13 +797,13 @@ def _init_args(build) -> set[str]:
     return set(inspect.signature(build).parameters)
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    """A progress bar within the epoch, only when someone is watching a terminal."""
+def _progress(total: int, desc: str, enabled: bool, unit: str = "batch"):
+    """A progress bar, only when someone is watching a terminal."""
     if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, leave=False, unit=unit, dynamic_ncols=True)
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import DigitosError
-from .preprocess import digit_to_mnist
+from ..errors import DigitosError
+from ..preprocess import digit_to_mnist
 
 # Letters and signs unlike any digit (see the module's docstring for those left out).
 GLYPHS = "ACEFHKMNRUVWXcfkmnprsuvwx#%&@*+=?πλΣΩ∞÷αβ"
@@ -173,7 +173,7 @@ def fashion_images(part: str = "train") -> torch.Tensor | None:
     dataset-fashion-mnist) or cached, never downloaded; None when it is nowhere.
 
     $DIGITOS_DATA_DIR is not looked in: it usually holds MNIST."""
-    from .datasets import default_cache_dir, get_spec, load_dataset
+    from ..datasets import default_cache_dir, get_spec, load_dataset
 
     spec = get_spec("fashion-mnist")
     for folder in (*spec.default_dirs, default_cache_dir()):
@@ -245,3 +245,17 @@ def make_negatives(n: int, seed: int = 0, fashion: torch.Tensor | None = None,
     parts.append(shapes(n - each * (len(parts)), seed + 4))
     out = torch.cat(parts)
     return out[torch.randperm(len(out), generator=g)]
+
+
+HELD_OUT_SEED = 1_500_000  # the evaluation's non-digits: a seed no training draws from
+
+
+def held_out(n: int, seed: int = HELD_OUT_SEED) -> torch.Tensor:
+    """Non-digits no training saw, in MNIST's form, for measuring the not-a-digit class: n
+    letters in fonts training never uses, n shapes of an unseen seed and, when Debian's
+    Fashion-MNIST is installed, n of its *test* clothes. uint8 (2n or 3n, 28, 28)."""
+    parts = [letters(n, seed, fonts=held_out_fonts()), shapes(n, seed + 1)]
+    fashion = fashion_images("test")
+    if fashion is not None:
+        parts.append(clothes(fashion[:n]))
+    return torch.cat(parts)
