@@ -72,7 +72,9 @@ def test_train_then_evaluate(mnist_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["count"] == 10000 and report["accuracy"] > 0.9
-    assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 10000
+    # Ten digits and "not a digit", which the default recipe learns too.
+    assert len(report["confusion"]) == 11 and sum(map(sum, report["confusion"])) == 10000
+    assert report["not_a_digit"]["non_digits_refused"] > 0.8
     assert set(report["per_class"]["7"]) >= {"precision", "recall"}
     for name in ("confusion.png", "misclassified.png"):
         assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG"
@@ -208,6 +210,11 @@ def test_train_config_defaults_are_the_default_recipe():
     from digitos.train import TrainConfig
 
     assert TrainConfig() == TrainConfig.from_recipe("default")
+    # The recipe's "not a digit" is MNIST's: another dataset trains its own classes only,
+    # unless the class is asked for (which fit then refuses, saying why).
+    assert TrainConfig.from_recipe("default").not_a_digit is True
+    assert TrainConfig.from_recipe("default", dataset="fashion-mnist").not_a_digit is False
+    assert TrainConfig.from_recipe("default", dataset="idx", not_a_digit=True).not_a_digit is True
 
 
 def test_predict_and_serve_take_a_bare_state_dict_and_predict_takes_no_tta(mnist, tmp_path):

@@ -175,20 +175,16 @@ def load_fashion_test():
     return images
 
 
-def test_sure_readings_skip_test_time_augmentation_and_decide_the_same(mnist, reader,
-                                                                      monkeypatch):
+def test_sure_readings_skip_test_time_augmentation_and_decide_the_same(mnist, reader):
     """Reading keeps a plain pass read at SURE_WITHOUT_TTA or more and runs the shifted views
     only on the rest: on 2,000 MNIST test digits, every class read is the full augmentation's,
     and the doubtful images get its very probabilities."""
     import torch
     import torch.nn.functional as F
 
-    from digitos import predict
     from digitos.evaluate import model_logits
     from digitos.loader import to_input
     from digitos.predict import SURE_WITHOUT_TTA
-
-    monkeypatch.setattr(predict, "TURN_BELOW", 0.0)  # the turned views, tested on their own
 
     assert reader.tta
     images = mnist.test.images[:2000]
@@ -204,49 +200,18 @@ def test_sure_readings_skip_test_time_augmentation_and_decide_the_same(mnist, re
     assert torch.equal(read.argmax(1), full.argmax(1))
 
 
-def test_tilted_digits_are_read_turned_back(mnist, reader, monkeypatch):
+def test_tilted_digits_are_read(mnist, reader):
     """Digits drawn turned 30 degrees clockwise, as a leaning hand or a photo taken askew gives
-    them: reading them also turned back (the `TURN_*` views) reads more of them."""
-    from digitos import predict
+    them: MNIST's digits lean, but their bars and bases lie flat, and a model that learned only
+    from them read 92% of these (276 of 300); the shipped model learned tilted writing."""
+    from digitos.predict import read_image
 
     images, labels = mnist.test.images[:300], mnist.test.labels[:300].tolist()
-    drawings = []
-    for digit in images:
+    right = 0
+    for digit, label in zip(images, labels, strict=True):
         ink = Image.fromarray(digit.numpy()).resize((200, 200), Image.BILINEAR)
         ink = ink.rotate(-30, Image.BILINEAR, expand=True, fillcolor=0)
         page = Image.new("L", (ink.width + 80, ink.height + 80), 0)
         page.paste(ink, (40, 40))
-        drawings.append(png(Image.eval(page, lambda v: 255 - v)))
-
-    def right() -> int:
-        return sum(predict.read_image(reader, d).number == str(lab)
-                   for d, lab in zip(drawings, labels, strict=True))
-
-    turned = right()
-    monkeypatch.setattr(predict, "TURN_BELOW", 0.0)  # never turned
-    as_drawn = right()
-    assert turned >= 0.92 * len(drawings)
-    assert turned >= as_drawn + 4  # 282 against 276 when this was written
-
-
-def test_turned_views_turn_each_way_about_the_centre():
-    import torch
-
-    from digitos.evaluate import turned_views
-
-    paper = -0.4242
-    x = torch.full((1, 1, 28, 28), paper)
-    x[0, 0, 13:15, 4:24] = 2.8  # a flat bar through the centre
-    both = turned_views(x, 90, paper)
-    assert both.shape == (2, 1, 28, 28)
-    for view in both[:, 0]:
-        ink = view > 1
-        rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
-        assert cols.min() >= 12 and cols.max() <= 15  # upright now
-        assert rows.min() <= 5 and rows.max() >= 22
-        assert torch.allclose(view[0, 0], torch.tensor(paper))  # the corner is still paper
-    turned = turned_views(x, 30, paper)
-    ink_rows = [(v > 1).any(1).nonzero().flatten() for v in turned[:, 0]]
-    cols_at_top = [(v[r.min()] > 1).nonzero().flatten().float().mean() for v, r in
-                   zip(turned[:, 0], ink_rows, strict=True)]
-    assert (cols_at_top[0] - 13.5) * (cols_at_top[1] - 13.5) < 0  # one leans each way
+        right += read_image(reader, png(Image.eval(page, lambda v: 255 - v))).number == str(label)
+    assert right >= 0.96 * len(images)  # 296 when this was written

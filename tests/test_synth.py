@@ -201,7 +201,7 @@ def test_written_digits_are_read_back_as_reading_sees_them_and_keep_their_labels
 def test_a_short_run_learns_from_written_and_styled_digits(mnist_dir, tmp_path):
     lines = []
     cfg = TrainConfig.from_recipe("default", data_dir=str(mnist_dir), limit_train=3000,
-                                  limit_val=500, epochs=2, styled=30, written=900,
+                                  limit_val=500, epochs=2, styled=30, written=900, not_a_digit=False,
                                   out=str(tmp_path / "run"), device="cpu", progress=False)
     run = fit(cfg, log=lines.append)
     # Validation gets its share: 900 * 500 / (3,000 + 180) of its own.

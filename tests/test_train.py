@@ -17,6 +17,10 @@ def small_config(mnist_dir, out, **kw):
     return TrainConfig.from_recipe("default", **(base | kw))
 
 
+def ckpt_classes(run) -> list[str]:
+    return load_checkpoint(run / "best.pt")[1]["classes"]
+
+
 def test_small_real_run_reaches_95_percent(mnist_dir, mnist, tmp_path):
     lines = []
     run = fit(small_config(mnist_dir, tmp_path / "run"), log=lines.append)
@@ -27,11 +31,13 @@ def test_small_real_run_reaches_95_percent(mnist_dir, mnist, tmp_path):
     epoch_lines = [line for line in lines if " - Epoch: " in line]
     assert len(epoch_lines) == 2 and "Val Accuracy: " in epoch_lines[-1]
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "DigitNet" and config["train_images"] == 4000
+    # The default recipe learns "not a digit" too: a quarter as many non-digits added.
+    assert config["model"] == "DigitNet" and config["train_images"] == 5000
+    assert ckpt_classes(run) == [*mnist.classes, "not a digit"]
 
     model, ckpt = load_checkpoint(run / "best.pt")
     test = make_splits(mnist, limit_test=2000).test
-    metrics, _ = evaluate_split(model, test, mnist.classes, tuple(ckpt["normalization"]))
+    metrics, _ = evaluate_split(model, test, ckpt["classes"], tuple(ckpt["normalization"]))
     assert metrics["accuracy"] >= 0.95, metrics["accuracy"]
     best_epoch = min(rows, key=lambda r: r["val_loss"])["epoch"]
     assert ckpt["epoch"] == best_epoch

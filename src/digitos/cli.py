@@ -191,11 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--styled", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training digits again in each way of writing that its "
                         "writers hardly used: flagged and based 1s, open 4s, straight-topped 6s, "
-                        "crossed 7s, straight-stemmed 9s (default: 0)")
+                        "crossed 7s, straight-stemmed 9s (default: 0; recipe reader: 1000)")
     p.add_argument("--written", type=_count, default=None, metavar="N",
                    help="add N training images again, each written by a random hand (small and "
                         "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
-                        "an image is read (default: 0)")
+                        "an image is read (default: 0; recipe reader: 60000)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: as --styled)")
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lowres", type=_share, default=None, metavar="SHARE",
                    help="with --augment, shrink this share of the training images to 10-20 px "
                         "and enlarge them back, as a digit drawn on a tiny canvas reaches the "
-                        "model (default: 0; see the lab notes)")
+                        "model (default: 0; recipe reader: 0.25)")
     p.add_argument("--not-a-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="learn an eleventh class, 'not a digit', from clothes (Fashion-MNIST's "
                         "training files, when found), letters, drawn shapes and pairs of digits, so that "
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"default recipe: {'on' if DEFAULT['not_a_digit'] else 'off'})")
     p.add_argument("--negative-share", type=_share, default=None, metavar="SHARE",
                    help="with --not-a-digit, not-a-digit images added, as a share of the digits "
-                        "(default: 0.25)")
+                        "(default: 0.25; recipe reader: 0.4)")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay "
                         f"per step, e.g. 0.999; 0 = off (default recipe: {DEFAULT.get('ema', 0)})")

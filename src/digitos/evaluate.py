@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,20 +16,6 @@ def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
     for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
         views.append(torch.roll(x, shifts=(dy, dx), dims=(2, 3)))
     return views
-
-
-def turned_views(x: torch.Tensor, degrees: float, background: float) -> torch.Tensor:
-    """x (N, C, H, W) turned by +degrees and by -degrees about its centre (where a digit in
-    MNIST's form has its centre of mass), as one batch of 2N; `background` is the value of
-    blank paper in x, what comes into view at the corners."""
-    turns = []
-    for a in (math.radians(degrees), -math.radians(degrees)):
-        turns.append(torch.tensor([[math.cos(a), -math.sin(a), 0.0],
-                                   [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype))
-    theta = torch.stack(turns).repeat_interleave(len(x), 0).to(x.device)
-    paper = x.contiguous() - background
-    grid = F.affine_grid(theta, [2 * len(x), *x.shape[1:]], align_corners=False)
-    return F.grid_sample(paper.repeat(2, 1, 1, 1), grid, align_corners=False) + background
 
 
 def model_logits(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:

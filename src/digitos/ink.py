@@ -37,6 +37,7 @@ BAR = 1.5  # a bar apart beside a digit's top (a 5's) is this many times as wide
 BAR_GAP = 0.25  # ...at most this share of the digit's height from its side...
 TOP_PART = 0.35  # ...with its bottom in this top share of the digit, its top at most as high above
 FRAME_HOLDS = 0.5  # a loop around ink this share of its height tall is a frame around it
+RULED_THICK = 0.1  # a band of rows (columns) this share of the page thick is no ruled line
 BOX_SIDE = 0.8  # a box's sides run along at least this share of its width and height
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
 MARK_WIDE = 0.25  # a mark this share of a loop's width inside it is no dot in a zero
@@ -169,6 +170,9 @@ def _grey(img: Image.Image) -> Image.Image:
         raise ImageError(f"image mode {mode} is not supported") from None
 
 
+FLAT_FRAME = 0.9  # this share of the frame of one exact grey, its edge wholly, is a canvas's
+
+
 def _frame_width(h: int, w: int) -> int:
     """How wide a frame `_border` samples from an image of this size."""
     return max(1, round(0.05 * min(h, w)))
@@ -248,9 +252,13 @@ def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
             continue  # too small, or no row (column) holds enough ink for such a line
         found = _straight_runs(m, size, axis)
         along = found.any(axis=axis)  # rows (or columns) holding such a line
-        _, count = ndimage.label(along)
-        if count >= 2:
-            lines |= found
+        bands, count = ndimage.label(along)
+        # A ruled line is thin: a band of rows a tenth of the page thick is a bold stroke
+        # (the top and bottom of a marker-drawn 0 that fills its page).
+        thick = np.bincount(bands)[1:] > RULED_THICK * page[1 - axis]
+        if count - int(thick.sum()) >= 2:
+            keep = np.concatenate([[False], ~thick])[bands]
+            lines |= found & (keep[None, :] if axis == 0 else keep[:, None])
     return lines
 
 
@@ -359,8 +367,10 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     frame = _border(grey)
     paper_level = float(np.median(frame))  # paper fills the border, whatever the mean
     dark_ink = paper_level >= 0.5
-    # A drawing saved from a program has paper of one exact grey: no shadows to estimate.
-    flat = frame.min() == frame.max()
+    # A drawing saved from a program has paper of one exact grey: no shadows to estimate. Its
+    # edge is all that grey, and so is most of the frame (a bold stroke may reach into it).
+    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    flat = edge.min() == edge.max() and np.mean(frame == edge[0]) >= FLAT_FRAME
     paper = np.full_like(grey, paper_level) if flat else _paper(grey, dark_ink)
     ink = np.clip(paper - grey if dark_ink else grey - paper, 0.0, None)
     strength = _strength(ink)

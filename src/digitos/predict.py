@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, load_state_dict_file
 from .errors import DigitosError
-from .evaluate import NOT_A_DIGIT, model_logits, read_classes, turned_views
+from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
     SHADED,
     Group,
@@ -41,11 +41,6 @@ from .preprocess import (
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
 UNSURE_BELOW = 0.7  # a reading under this probability is reported as unsure
 SURE_WITHOUT_TTA = 0.99  # a plain pass this sure skips test-time augmentation
-# A reading whose likeliest digit is under TURN_BELOW is read again turned TURN_DEGREES each
-# way; a turned view that reads a digit at least TURN_SURE surely takes its place.
-TURN_BELOW = 0.5
-TURN_DEGREES = 25.0
-TURN_SURE = 0.995
 
 
 @dataclass
@@ -95,11 +90,6 @@ class Reader:
         With test-time augmentation, an image the plain pass reads at SURE_WITHOUT_TTA or
         more keeps that reading: the four shifted views changed none of them on MNIST's test
         set, and they cost four more passes (most of a canvas's reading time).
-
-        A digit written tilted (a hand that leans, a photo of paper taken askew) may read as
-        "not a digit" or as no digit surely: MNIST's digits lean, but their bars and bases lie
-        flat. Such a reading is tried again turned TURN_DEGREES each way, and a turned view
-        replaces it only when it reads a digit TURN_SURE surely, which few non-digits do.
         """
         x = to_input(pixels, self.normalization, self.channels_last)
         p = F.softmax(self.model(x), dim=1)
@@ -110,18 +100,6 @@ class Reader:
                 if self.channels_last:
                     views = views.contiguous(memory_format=torch.channels_last)
                 p[doubt] = F.softmax(model_logits(self.model, views, True), dim=1)
-        tilted = p[:, self.digit_columns].max(1).values < TURN_BELOW
-        if tilted.any():
-            paper = (0 - self.normalization[0]) / self.normalization[1]
-            views = turned_views(x[tilted], TURN_DEGREES, paper)
-            if self.channels_last:
-                views = views.contiguous(memory_format=torch.channels_last)
-            turned = F.softmax(self.model(views), dim=1).view(2, -1, p.shape[1])
-            best_digit = turned[:, :, self.digit_columns].max(2).values  # (2, n)
-            pick = best_digit.argmax(0)
-            rows = torch.arange(turned.shape[1])
-            better = best_digit[pick, rows] >= TURN_SURE
-            p[tilted.nonzero()[better, 0]] = turned[pick, rows][better]
         return p
 
     def read(self, pixels: torch.Tensor) -> Reading:

@@ -88,6 +88,10 @@ class TrainConfig:
         values = get_recipe(recipe)
         if overrides.get("model") not in (None, values["model"]):
             values["model_args"] = {}  # the recipe's model_args belong to the recipe's model
+        # A recipe's "not a digit" is learned from MNIST's kind of negatives: on another
+        # dataset it is off, unless asked for (and then refused, in fit).
+        if overrides.get("dataset") not in (None, "mnist") and overrides.get("not_a_digit") is None:
+            values["not_a_digit"] = False
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known

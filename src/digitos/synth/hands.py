@@ -27,6 +27,7 @@ class Hand:
 
     height: int = 80  # the writing's height on the canvas, in px, before any enlarging
     tilt: float = 0.0  # degrees, clockwise
+    stretch: float = 1.0  # the digit's width, as a multiple of its own (narrow or wide hands)
     pen: float = 1.0  # the pen's width, as a multiple of the digit's own
     crisp: bool = False  # every pixel ink or paper (Paint's pencil): no anti-aliasing
     enlarge: float = 1.0  # the saved image enlarged this many times (a thumbnail blown up)
@@ -52,6 +53,9 @@ def random_hand(rng: np.random.Generator) -> Hand:
     return Hand(
         height=height,
         tilt=float(rng.uniform(-30, 30)) if rng.random() < 0.5 else 0.0,
+        # Some write narrow, some wide; and a scan normalised to a square box (as the UCI
+        # digits were) stretches a 1 to a fat bar.
+        stretch=float(np.exp(rng.uniform(np.log(0.65), np.log(1.8)))) if rng.random() < 0.4 else 1.0,
         pen=float(np.exp(rng.uniform(np.log(0.35), np.log(2.5)))) if not small else 1.0,
         crisp=bool(rng.random() < (0.3 if small else 0.1)),
         enlarge=enlarge,
@@ -77,8 +81,8 @@ def _shape(digit: np.ndarray, hand: Hand) -> np.ndarray:
     crop = digit[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     scale = float(np.clip(4 * hand.height, *WORK_HEIGHT)) / crop.shape[0]
     big = Image.fromarray(np.pad(crop, 2)).resize(
-        (max(1, round((crop.shape[1] + 4) * scale)), max(1, round((crop.shape[0] + 4) * scale))),
-        Image.Resampling.BICUBIC)
+        (max(1, round((crop.shape[1] + 4) * scale * hand.stretch)),
+         max(1, round((crop.shape[0] + 4) * scale))), Image.Resampling.BICUBIC)
     mask = np.asarray(big, dtype=np.float32) >= 128
     if hand.pen != 1.0:
         inside = ndimage.distance_transform_edt(mask)

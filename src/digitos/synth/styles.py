@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 SUPERSAMPLE = 4  # strokes are drawn at 4x and box-filtered down: anti-aliased, as MNIST's
-FLAG_LENGTH = (0.2, 0.4)  # of the digit's height
-FLAG_ANGLE = (30.0, 60.0)  # degrees below the horizontal: flatter, and it becomes a 7's bar
+FLAG_LENGTH = (0.2, 0.55)  # of the digit's height: a German 1's flag is half as long as it
+FLAG_ANGLE = (25.0, 60.0)  # degrees below the horizontal: flatter, and it becomes a 7's bar
 CROSS_AT = (0.45, 0.6)  # a 7's bar crosses the stem this far down the digit's height
 CROSS_HALF = (0.15, 0.25)  # half the bar's length, as a share of the digit's height
 BASE_HALF = (0.15, 0.3)  # half a 1's base, as a share of its height
