@@ -63,9 +63,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
     ap.add_argument("-n", type=int, default=1000, help="images of each kind (default: %(default)s)")
+    ap.add_argument("--no-line-reader", action="store_true",
+                    help="without the line reader (touching digits cut apart instead)")
     args = ap.parse_args()
 
-    reader = load_reader(args.checkpoint)
+    reader = load_reader(args.checkpoint, lines=not args.no_line_reader)
     n = args.n
     fashion = fashion_images("test")
     if fashion is None:

@@ -1,6 +1,7 @@
 """How well digitos reads whole numbers: 2-6 MNIST *test* digits written as one drawing.
 
     python benchmarks/numbers_accuracy.py --data-dir ../shared/data/mnist [-n 1000] [--checkpoint CKPT]
+        [--hands] [--lines-checkpoint CKPT | --no-line-reader]
 
 Each number is drawn by digitos.synth.drawings.render_number: its own size and baseline for every
 digit, varied gaps, one in five neighbours pushed together until their ink touches, dark ink
@@ -14,38 +15,75 @@ from __future__ import annotations
 import argparse
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from digitos.datasets import load_dataset
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
+from digitos.synth import BENCHMARK_SEEDS
 from digitos.synth.drawings import render_number
+from digitos.synth.hands import random_hand
+from digitos.synth.lines import random_line, write_line
+
+
+@dataclass
+class HandsNumber:
+    data: bytes
+    number: str
+    touching: bool
+    format: str
+
+
+def hands_number(digits: np.ndarray, labels: np.ndarray, k: int,
+                 rng: np.random.Generator) -> HandsNumber:
+    """k of the digits as synth.lines writes a line: some styled, a random hand, ruled paper
+    now and then. "Touching": two neighbours' columns meet or overlap."""
+    line = random_line(digits, labels, np.zeros((0, 28, 28), np.uint8), rng, count=k)
+    hand = random_hand(rng)
+    touch = any(b[0] <= a[1] for a, b in zip(line.spans, line.spans[1:], strict=False))
+    return HandsNumber(write_line(line, hand, rng), line.text, touch, hand.format)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    ap.add_argument("--lines-checkpoint", default=None,
+                    help="the line reader (default: the shipped one, if any)")
+    ap.add_argument("--no-line-reader", action="store_true",
+                    help="read numbers digit by digit, cutting touching digits apart")
     ap.add_argument("-n", type=int, default=1000, help="numbers to draw (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--errors", action="store_true", help="list the numbers read wrong")
+    ap.add_argument("--hands", action="store_true",
+                    help="numbers in the world's styles and hands instead (synth.lines: styled "
+                         "digits, sizes down to thumbnails, pens, tilt, blur, JPEG, ruled "
+                         "paper), with seeds from synth.BENCHMARK_SEEDS up")
     args = ap.parse_args()
 
-    reader = load_reader(args.checkpoint)
+    lines = False if args.no_line_reader else (args.lines_checkpoint or True)
+    reader = load_reader(args.checkpoint, lines=lines)
     test = load_dataset("mnist", args.data_dir, progress=False).test
-    rng = np.random.default_rng(args.seed)
+    test_images, test_labels = test.images.numpy(), test.labels.numpy()
+    rng = np.random.default_rng(args.seed + (BENCHMARK_SEEDS + 500 if args.hands else 0))
     right: dict[str, list[bool]] = defaultdict(list)
-    seconds = 0.0
+    seconds, nothing = 0.0, 0
     for i in range(args.n):
         k = int(rng.integers(2, 7))
         pick = rng.choice(len(test), size=k, replace=False)
-        drawing = render_number(test.images[pick], test.labels[pick].tolist(), rng)
+        if args.hands:
+            drawing = hands_number(test_images, test_labels, k, rng)
+        else:
+            drawing = render_number(test.images[pick], test.labels[pick].tolist(), rng)
         t0 = time.perf_counter()
         try:
-            number = read_image(reader, drawing.data).number
+            result = read_image(reader, drawing.data)
+            number, refused = result.number, result.not_a_digit
         except ImageError as e:
-            number = f"error: {e}"
+            number, refused = f"error: {e}", False
+        nothing += refused
         seconds += time.perf_counter() - t0
         ok = number == drawing.number
         for key in ("all", f"{k} digits", "touching" if drawing.touching else "apart",
@@ -54,10 +92,12 @@ def main() -> None:
         if args.errors and not ok:
             print(f"  #{i}: {drawing.number} read as {number}"
                   f"{' (touching)' if drawing.touching else ''}")
-    print(f"model: {reader.meta['model']}  numbers: {args.n}")
+    line_reader = "none" if reader.line_model is None else reader.line_meta["model"]
+    print(f"model: {reader.meta['model']}  line reader: {line_reader}  numbers: {args.n}")
     for key in ["all", *sorted(k for k in right if k != "all")]:
         r = right[key]
         print(f"  {key:10} {100 * sum(r) / len(r):6.2f}%  ({sum(r)}/{len(r)})")
+    print(f"  answered 'not a digit': {100 * nothing / args.n:.2f}%  ({nothing}/{args.n})")
     print(f"{1000 * seconds / args.n:.1f} ms per number (decode, segmentation, model)")
 
 

@@ -81,6 +81,11 @@ def test_train_then_evaluate(mnist_dir, tmp_path):
 
     table = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500)
     assert "confusion matrix" in table.stdout and "test images: 500" in table.stdout
+    # A run folder is evaluated by its best.pt; a folder of runs lists each run inside.
+    folder = run_cli("evaluate", run, "--data-dir", mnist_dir, "--limit-test", 500)
+    assert folder.returncode == 0 and folder.stdout == table.stdout
+    status = run_cli("status", tmp_path)
+    assert status.returncode == 0 and status.stdout.strip() == f"{run}: a finished run (2 epochs)"
 
 
 def test_evaluate_a_notebook_state_dict(mnist_dir, tmp_path):
@@ -109,6 +114,22 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     for option in ("--flagged-ones", "--crossed-sevens"):
         bad = run_cli("train", option, "-5")
         assert bad.returncode == 2 and "must be 0 or more" in bad.stderr
+    bad = run_cli("predict", "--unsure-below", "2", "x.png")
+    assert bad.returncode == 2 and "share from 0 to 1" in bad.stderr
+    (tmp_path / "no-images").mkdir()
+    assert_clean_failure(run_cli("evaluate", tmp_path / "no-images"), "without best.pt")
+    assert_clean_failure(run_cli("predict", tmp_path / "no-images"), "no image files")
+    from PIL import Image, ImageDraw
+
+    one = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(one).line([(100, 30), (100, 170)], fill=0, width=12)
+    one.save(tmp_path / "one.png")
+    both = run_cli("predict", tmp_path / "no-images", tmp_path / "one.png")
+    assert both.returncode == 1 and "no image files" in both.stderr
+    assert both.stdout.startswith(f"{tmp_path / 'one.png'}: 1 ")  # the image is still read
+    as_json = run_cli("predict", "--json", tmp_path / "no-images")
+    assert as_json.returncode == 1
+    assert "no image files" in json.loads(as_json.stdout.splitlines()[0])["error"]
     assert_clean_failure(run_cli("train", "--data-dir", mnist_dir, "--no-augment", "--lowres",
                                  "0.25", "--out", tmp_path / "lowres"), "--lowres")
     assert not (tmp_path / "lowres").exists()  # refused before anything was written

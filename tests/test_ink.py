@@ -234,6 +234,10 @@ def test_a_square_zero_is_not_a_box():
     ImageDraw.Draw(page).rectangle([(130, 80), (270, 320)], outline=0, width=14)
     ink = find_ink(page)
     assert ink.mask.sum() > 0.95 * (np.asarray(page) < 128).sum()
+    # Frames are left out when the ink is grouped: the square is the writing, not a frame.
+    (group,) = find_groups(ink)
+    left, top, right, bottom = group.box
+    assert right - left > 130 and bottom - top > 230
 
 
 def test_a_face_keeps_its_circle():

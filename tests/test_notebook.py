@@ -39,9 +39,38 @@ def test_the_committed_notebooks_carry_no_stale_outputs(lang):
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_the_twins_walk_the_same_path():
+def test_the_twins_are_what_the_build_script_writes():
+    """Both notebooks come from one source (notebooks/build.py), cell by cell in both
+    languages: a change made to one twin alone, or to a notebook and not to the script, fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build", REPO / "notebooks" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, text in build.written().items():
+        assert (REPO / "notebooks" / name).read_text() == text, f"run python notebooks/build.py ({name})"
     cells = {lang: nbformat.read(path, as_version=4).cells for lang, path in NOTEBOOKS.items()}
     assert [c.cell_type for c in cells["es"]] == [c.cell_type for c in cells["en"]]
+    # Spanish the class speaks: no voseo, no "acá".
+    spanish = " ".join(c.source for c in cells["es"])
+    for word in ("acá", "dibujá", "probá", "mirá", "subí ", "tenés"):
+        assert word not in spanish.lower(), word
+
+
+def test_the_notebooks_use_only_digitos_public_api():
+    import ast
+
+    import digitos
+
+    for path in NOTEBOOKS.values():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Attribute) and getattr(node.value, "id", "") == "digitos":
+                    assert node.attr in digitos.__all__ + ["toy"], node.attr
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("digitos"):
+                    assert node.module == "digitos.toy", node.module  # the class's toy data
 
 
 @pytest.mark.parametrize("lang", NOTEBOOKS)

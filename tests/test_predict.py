@@ -215,3 +215,24 @@ def test_tilted_digits_are_read(mnist, reader):
         page.paste(ink, (40, 40))
         right += read_image(reader, png(Image.eval(page, lambda v: 255 - v))).number == str(label)
     assert right >= 0.96 * len(images)  # 296 when this was written
+
+
+def test_json_has_one_shape_and_order_and_agrees_with_itself(mnist, reader):
+    """A digit, a number and a non-digit answer with the same keys in the same order; a
+    number read as digits is not called surely not a digit."""
+    from digitos.predict import read_image, reading_json
+
+    one = paper_drawing(mnist.test.images[0], 200)
+    number = Image.new("L", (460, 200), 255)
+    for col, i in enumerate([18, 4, 8]):  # 3 4 5, apart
+        number.paste(0, (30 + 140 * col, 40), Image.fromarray(mnist.test.images[i].numpy())
+                     .resize((120, 120)).point(lambda v: 255 if v > 100 else 0))
+    scribble = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(scribble).line([(30, 30), (270, 60), (40, 120), (260, 160), (30, 220),
+                                   (270, 270)], fill=0, width=6)
+    answers = [reading_json(name, read_image(reader, png(img)))
+               for name, img in (("7.png", one), ("345.png", number), ("z.png", scribble))]
+    assert [a["number"] for a in answers] == ["7", "345", ""]
+    assert answers[2]["not_a_digit"] is True and answers[2]["not_a_digit_probability"] > 0.5
+    assert len({tuple(a) for a in answers}) == 1  # the same keys, in the same order
+    assert answers[1]["not_a_digit"] is False and answers[1]["not_a_digit_probability"] < 0.5

@@ -95,6 +95,26 @@ def test_sigterm_stops_cleanly_with_143_and_says_how_to_resume(mnist_dir, tmp_pa
     assert status.returncode == 0 and "stopped after epoch" in status.stdout
 
 
+def test_a_signal_after_the_last_epoch_leaves_a_finished_run(mnist_dir, tmp_path):
+    """SIGTERM once the last epoch is saved: the work is done, so the run is finished and
+    training returns as finished runs do (not "stopped", not 143)."""
+    import os
+
+    cfg = TrainConfig.from_recipe("default", data_dir=str(mnist_dir), limit_train=1000,
+                                  limit_val=200, epochs=1, out=str(tmp_path / "run"),
+                                  device="cpu", progress=False)
+
+    def stop_at_the_end(epoch, model, row) -> bool:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives as the last epoch ends
+        time.sleep(1)
+        return False
+
+    lines = []
+    out = fit(cfg, log=lines.append, on_epoch_end=stop_at_the_end)
+    assert json.loads((out / "config.json").read_text())["status"] == "finished"
+    assert run_status(out).state == "finished" and "a finished run" in lines[-1]
+
+
 def test_resuming_with_other_options_is_refused_naming_them(mnist_dir, tmp_path):
     out = tmp_path / "run"
     proc = start_training(mnist_dir, out)

@@ -140,6 +140,16 @@ def test_drawings_commands(tmp_path, mnist, reader):
     assert "deleted 1" in run_cli("drawings", "delete", "1", "--db", db).stdout
     r = run_cli("drawings", "export", tmp_path / "out", "--db", db, "--format", "png")
     assert r.returncode == 0 and len(list((tmp_path / "out").rglob("*.png"))) == 1
+    # Into a folder that holds files already: refused, nothing mixed in or overwritten.
+    for fmt in ("png", "idx"):
+        r = run_cli("drawings", "export", tmp_path / "out", "--db", db, "--format", fmt)
+        assert r.returncode == 1 and "not empty" in r.stderr
+    assert len(list((tmp_path / "out").rglob("*"))) == 2  # the label's folder and its image
+    # --db before the action too; a missing database points at where databases come from.
+    after = run_cli("drawings", "list", "--db", db, "--json").stdout
+    assert run_cli("drawings", "--db", db, "list", "--json").stdout == after
+    r = run_cli("drawings", "list", "--db", tmp_path / "none.sqlite3")
+    assert r.returncode == 1 and "serve --collect" in r.stderr
 
 
 def test_fine_tuning_on_a_few_drawings_changes_their_reading(tmp_path, mnist_dir, mnist):
@@ -164,3 +174,78 @@ def test_fine_tuning_on_a_few_drawings_changes_their_reading(tmp_path, mnist_dir
     assert all(b.digit == "1" for b in before)
     seven = [a.probabilities[7] for a in after]
     assert sum(a.digit == "7" for a in after) >= 6, seven
+
+
+def test_a_drawing_is_kept_only_with_a_label_given(tmp_path, mnist, reader):
+    """No label, or one that names nothing ("x", "none"), is refused: only "not a digit" said
+    so stores a drawing as not a digit."""
+    from fastapi.testclient import TestClient
+
+    from digitos.web.server import create_app
+
+    client = TestClient(create_app(reader=reader, collect=tmp_path / "d.sqlite3"))
+    image = "data:image/png;base64," + base64.b64encode(drawing(mnist, 0)).decode()
+    for label in (None, "x", "none", "", 7, ["7"]):
+        r = client.post("/api/drawings", json={"image": image, "label": label})
+        assert r.status_code in (400, 422) and "label" in r.json()["error"], label
+    assert client.post("/api/drawings", json={"image": image, "label": "not a digit"}
+                       ).status_code == 201
+    with DrawingStore(tmp_path / "d.sqlite3") as store:
+        assert store.counts() == {"not a digit": 1}
+
+
+def test_a_read_only_database_is_read_and_refuses_writes_in_one_line(tmp_path, mnist, reader):
+    from digitos.store import StoreError
+
+    db = tmp_path / "d.sqlite3"
+    with DrawingStore(db) as store:
+        store.add(drawing(mnist, 0), "7", read_image(reader, drawing(mnist, 0)), "m")
+    with DrawingStore(db, read_only=True) as store:
+        assert store.read_only and store.counts() == {"7": 1}
+        with pytest.raises(StoreError, match="read-only"):
+            store.add(drawing(mnist, 1), "2", read_image(reader, drawing(mnist, 1)), "m")
+        with pytest.raises(StoreError, match="read-only"):
+            store.delete([1])
+    with DrawingStore(db) as store:
+        assert store.counts() == {"7": 1}  # nothing changed
+
+
+def test_a_collecting_server_bounds_what_it_keeps(tmp_path, mnist, reader):
+    """Anyone who reaches a --collect server can send drawings: it keeps none over its size,
+    no more than its rate from one address, and stops when the database is full."""
+    from fastapi.testclient import TestClient
+
+    from digitos.web.server import Limits, create_app
+
+    db = tmp_path / "d.sqlite3"
+    limits = Limits(drawing_bytes=50_000, drawings_per_minute=3, database_bytes=10_000_000)
+    client = TestClient(create_app(reader=reader, collect=db, limits=limits))
+    image = "data:image/png;base64," + base64.b64encode(drawing(mnist, 0)).decode()
+    big = Image.effect_noise((400, 400), 100)  # noise does not compress: a PNG over 50 kB
+    big_url = "data:image/png;base64," + base64.b64encode(png(big)).decode()
+    r = client.post("/api/drawings", json={"image": big_url, "label": "7"})
+    assert r.status_code == 413 and "most kept" in r.json()["error"]
+    answers = [client.post("/api/drawings", json={"image": image, "label": "7"}).status_code
+               for _ in range(5)]
+    assert answers == [201, 201, 201, 429, 429]
+    full = TestClient(create_app(reader=reader, collect=db, limits=Limits(database_bytes=1000)))
+    r = full.post("/api/drawings", json={"image": image, "label": "7"})
+    assert r.status_code == 507 and "export" in r.json()["error"]
+    with DrawingStore(db) as store:
+        assert store.counts() == {"7": 3}
+
+
+def test_a_damaged_database_is_one_line_for_every_action(tmp_path, mnist, reader):
+    import random
+
+    db = tmp_path / "d.sqlite3"
+    with DrawingStore(db) as store:
+        for i in range(3):
+            store.add(drawing(mnist, i), "7", read_image(reader, drawing(mnist, i)), "m")
+    data = bytearray(db.read_bytes())
+    data[5000:9000] = random.Random(0).randbytes(4000)  # its tables' pages overwritten
+    db.write_bytes(bytes(data))
+    for action in (["list"], ["show", "1"], ["export", str(tmp_path / "out")], ["delete", "1"]):
+        r = run_cli("drawings", *action, "--db", db)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "damaged" in r.stderr, r.stderr

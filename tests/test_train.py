@@ -95,6 +95,26 @@ def test_weight_average_is_what_gets_saved(mnist_dir, tmp_path):
     assert read_metrics(averaged)[0]["val_accuracy"] > 0.5  # learnt something (chance: 0.1)
 
 
+def test_weight_average_is_an_exponential_moving_average_with_warm_up():
+    from torch import nn
+
+    from digitos.train import WeightAverage
+
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    model[0].weight.data.fill_(0.0)
+    average = WeightAverage(model, decay=0.9)
+    expected = 0.0
+    for step, weight in enumerate([1.0, 2.0, 4.0, 8.0], start=1):
+        model[0].weight.data.fill_(weight)  # in place, as the optimiser writes
+        model[1].num_batches_tracked.fill_(step)
+        average.update()
+        decay = min(0.9, (1 + step) / (10 + step))
+        expected = decay * expected + (1 - decay) * weight
+        assert average.model[0].weight.item() == pytest.approx(expected)
+        assert int(average.model[1].num_batches_tracked) == step  # counts are copied
+    assert model[0].weight.item() == 8.0  # the live weights are left alone
+
+
 def test_not_a_digit_class_is_learned_from_negatives(mnist_dir, mnist, tmp_path):
     """A small run with --not-a-digit: eleven classes, and unseen non-digits mostly rejected."""
     from digitos.evaluate import NOT_A_DIGIT

@@ -1,15 +1,18 @@
 """The web app: API tests against the real app, and one real browser drawing on the page."""
 
 import base64
+import math
 import os
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import start_serve
 from fastapi.testclient import TestClient
 from PIL import Image
+from scipy import ndimage
 from test_preprocess import paper_drawing, png
 
 from digitos.web.server import MAX_BODY, create_app
@@ -162,7 +165,10 @@ def test_drawing_on_the_page_shows_the_digit_and_its_bars(server, browser, tmp_p
     page.screenshot(path=str(tmp_path / "one.png"))
     width = page.locator(".bar.top .fill").evaluate("el => parseFloat(el.style.width)")
     assert page.locator(".bar.top").get_attribute("data-digit") == "1" and width > 50
-    assert page.locator(".bar").count() == 10
+    assert page.locator(".bar").count() == 11  # ten digits and "not a digit"
+    # The headline's share is the one its bar shows.
+    headline = page.locator("#confidence").inner_text().split("%")[0]
+    assert page.locator(".bar.top .pct").inner_text() == headline + "%"
 
     page.click("#clear")
     assert page.locator("#digit").inner_text() == "–"
@@ -193,6 +199,44 @@ def test_writing_a_two_digit_number_on_the_wide_pad(server, browser, tmp_path):
         for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i + 1] > d[i]) n++;
         return n; }""")
     assert green > 500
+    page.close()
+
+
+def year_strokes() -> list[list[tuple[float, float]]]:
+    """'2026' on the wide pad (560x280), each digit's ink running into the next one's."""
+    def two(x0):
+        return [[(x0 + 12, 95), (x0 + 35, 65), (x0 + 70, 62), (x0 + 92, 90), (x0 + 85, 130),
+                 (x0 + 50, 175), (x0 + 15, 228), (x0 + 60, 228), (x0 + 132, 226)]]
+
+    def zero(x0):
+        return [[(x0 + 55 + 48 * math.sin(t / 16 * 2 * math.pi),
+                  145 - 85 * math.cos(t / 16 * 2 * math.pi)) for t in range(17)]]
+
+    def six(x0):
+        return [[(x0 + 85, 62), (x0 + 50, 95), (x0 + 25, 150), (x0 + 25, 205), (x0 + 50, 232),
+                 (x0 + 80, 225), (x0 + 92, 190), (x0 + 75, 160), (x0 + 45, 158), (x0 + 25, 185)]]
+
+    return two(14) + zero(124) + two(214) + six(322)
+
+
+def test_a_year_written_with_touching_digits_gets_four_boxes(server, browser, tmp_path):
+    page = browser.new_page(locale="en-US")
+    page.goto(server)
+    page.click("#shape")
+    draw(page, year_strokes())
+    page.wait_for_function(SETTLED_ON.format(digit="2026"), timeout=15000)
+    page.screenshot(path=str(tmp_path / "year.png"))
+    # One stroke runs into the next: the page shows the four digits the reader found in it.
+    dark = page.evaluate("""() => {
+        const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const out = [];
+        for (let i = 0; i < d.length; i += 4) out.push(d[i + 3] > 0 && d[i] < 250 ? 1 : 0);
+        return [c.width, c.height, out]; }""")
+    ink = np.asarray(dark[2], bool).reshape(dark[1], dark[0])
+    assert ink.sum() > 5000 and ndimage.label(ink, np.ones((3, 3)))[1] == 1  # one piece
+    assert page.locator("#boxes").get_attribute("data-count") == "4"
+    assert page.locator("#digits figure").count() == 4
     page.close()
 
 
@@ -282,3 +326,58 @@ def test_correcting_a_drawing_on_the_page_stores_it(browser, tmp_path):
     assert (first.label, first.reading) == ("7", "1") and second.label == "1"
     assert first.image.startswith(b"\x89PNG") and first.digits[0]["label"] == "7"
     assert first.digits[0]["pixels"].shape == (28, 28) and first.model == "DigitNetL"
+
+
+PHONE = {"viewport": {"width": 412, "height": 839}, "has_touch": True, "is_mobile": True}
+
+
+@pytest.mark.parametrize("locale", ["en-US", "es-ES"])
+def test_on_a_phone_the_pad_holds_still_while_readings_change(server, browser, locale):
+    """A stroke drawn in many small moves, read again and again as it grows (a 1, then
+    something else, then not a digit...): the pad never moves under the finger."""
+    context = browser.new_context(locale=locale, **PHONE)
+    page = context.new_page()
+    page.goto(server)
+    box = page.locator("#pad").bounding_box()
+    seen, answers = set(), set()
+    path = [(140, 30 + 4 * i) for i in range(50)] + [(140 + 4 * i, 230 - 3 * i) for i in range(40)]
+    page.mouse.move(box["x"] + path[0][0], box["y"] + path[0][1])
+    page.mouse.down()
+    for x, y in path[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_timeout(15)
+        seen.add(tuple(page.locator("#pad").bounding_box().values()))
+        answers.add(page.locator("#digit").inner_text() + page.locator("#status").inner_text())
+    page.mouse.up()
+    page.wait_for_function("document.body.dataset.state === 'idle'", timeout=15000)
+    seen.add(tuple(page.locator("#pad").bounding_box().values()))
+    assert len(answers) >= 2  # the reading changed while drawing
+    assert seen == {tuple(box.values())}  # and the pad stayed where it was
+    context.close()
+
+
+def test_on_a_phone_pad_reading_and_buttons_fit_and_the_next_drawing_counts(browser, tmp_path):
+    from test_store import start_server
+
+    proc, url = start_server(tmp_path / "drawings.sqlite3")
+    try:
+        context = browser.new_context(locale="en-US", **PHONE)
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector("#feedback:not([hidden])", timeout=15000)
+        for selector in ("#pad", "#digit", "#right", "#save", "#notdigit", "#truth"):
+            b = page.locator(selector).bounding_box()
+            assert b["y"] >= 0 and b["y"] + b["height"] <= 839, selector  # on the first screen
+        draw(page, [[(140, 40), (140, 240)]])  # a '1'
+        page.wait_for_function(SETTLED_ON.format(digit="1"), timeout=15000)
+        page.click("#right")
+        page.wait_for_function("document.getElementById('saved').textContent.includes('#')",
+                               timeout=15000)
+        # The next drawing starts on a clean pad and is read.
+        draw(page, [[(70, 60), (210, 60), (120, 250)]])  # a '7'
+        page.wait_for_function(SETTLED_ON.format(digit="7"), timeout=15000)
+        assert page.evaluate("window.scrollY") == 0
+        context.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--written", type=_count, default=None, metavar="N",
                    help="add N training images again, each written by a random hand (small and "
                         "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
-                        "an image is read (default: 0; recipe reader: 60000)")
+                        "an image is read (default: 0; recipe reader: 60000); with --recipe lines, "
+                        "the number of lines written to train the line reader (48000)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: as --styled)")
@@ -240,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="what a run folder holds: finished, resumable or broken",
         description="Tell a finished run, one that can continue (digitos train --resume) and "
                     "a broken one apart. Exit 0 when every folder is finished or resumable.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folders, or folders of runs (runs/: each run inside)")
     p.add_argument("--json", action="store_true", help="one JSON object per folder")
     p.set_defaults(func=cmd_status)
 
@@ -248,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="test accuracy, per-class precision/recall, confusion matrix",
         description="Evaluate a checkpoint (or a bare state_dict with --model and --weights) "
                     "on the test images.")
-    p.add_argument("checkpoint", nargs="?", help="a digitos checkpoint (best.pt, last.pt)")
+    p.add_argument("checkpoint", nargs="?",
+                   help="a digitos checkpoint (best.pt, last.pt), or a run folder (its best.pt)")
     _add_weights_args(p)
     _add_data_args(p)
     _add_split_args(p, limits=("test",))
@@ -285,8 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-preprocessed", metavar="DIR",
                    help="write the 28x28 image the model saw for each file (NAME.png; for a "
                         "number, NAME-1.png, NAME-2.png... one per digit)")
-    p.add_argument("--unsure-below", type=float, default=None, metavar="P",
-                   help="mark readings whose probability is under P as unsure (default: 0.7)")
+    p.add_argument("--lines-checkpoint", metavar="PATH",
+                   help="the line reader that reads numbers whole (a LineNet checkpoint, "
+                        "digitos train --recipe lines; default: the shipped one)")
+    p.add_argument("--no-line-reader", action="store_true",
+                   help="read numbers digit by digit: touching digits cut apart, no line reader")
+    p.add_argument("--unsure-below", type=_share, default=None, metavar="P",
+                   help="mark readings whose probability is under P (0 to 1) as unsure "
+                        "(default: 0.7)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -332,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--checkpoint", help="the model that reads the images (default: the shipped one)")
     a = actions.add_parser("delete", help="remove drawings and their digits")
     a.add_argument("ids", nargs="+", type=int, metavar="ID")
+    # --db before the action (drawings --db F list) or after it (drawings list --db F).
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
     for a in actions.choices.values():
-        a.add_argument("--db", metavar="PATH", help=DB_HELP)
+        a.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=DB_HELP)
     p.set_defaults(func=cmd_drawings)
 
     p = sub.add_parser(
@@ -463,6 +474,13 @@ def cmd_train(args) -> int:
         cfg = TrainConfig.from_recipe(args.recipe, **options)
     import torch.distributed as dist
 
+    if cfg.model == "LineNet":  # a line reader: its own data and loss (linereader.py)
+        from .linereader import fit_lines
+
+        out = fit_lines(cfg, resume=bool(args.resume))
+        print(f"run folder: {out}   read numbers with it: digitos predict --lines-checkpoint "
+              f"{out / 'best.pt'} IMAGE")
+        return 0
     try:
         out = fit(cfg, resume=bool(args.resume))
         if not dist.is_initialized() or dist.get_rank() == 0:
@@ -498,7 +516,9 @@ def cmd_drawings(args) -> int:
     from .store import DrawingStore, export_idx, export_pngs, import_folder
 
     ids = getattr(args, "ids", [])
-    with DrawingStore(args.db, create=args.action == "import") as store:
+    # Reading needs no write access: a database on a read-only disk is listed and exported.
+    with DrawingStore(args.db, create=args.action == "import",
+                      read_only=args.action in ("list", "show", "export")) as store:
         if args.action == "list":
             counts, digits = store.counts(), store.digit_counts()
             if args.json:
@@ -542,7 +562,15 @@ def cmd_status(args) -> int:
     from .train import run_status
 
     worst = 0
+    folders = []
     for folder in args.run_dirs:
+        # A folder of runs (runs/): each run inside it, in name order.
+        inside = sorted(str(p.parent) for p in Path(folder).glob("*/config.json"))
+        if run_status(folder).state == "empty" and inside:
+            folders += inside
+        else:
+            folders.append(folder)
+    for folder in folders:
         status = run_status(folder)
         if args.json:
             print(json.dumps({"run": folder, "state": status.state, "epoch": status.epoch,
@@ -580,7 +608,13 @@ def _load_for_eval(args):
         return load_state_dict_file(args.weights, args.model)
     if not args.checkpoint:
         raise DigitosError("give a CHECKPOINT, or --model NAME --weights FILE")
-    return load_checkpoint(args.checkpoint)
+    path = Path(args.checkpoint)
+    if path.is_dir():  # a run folder: its best checkpoint
+        if not (path / "best.pt").is_file():
+            raise DigitosError(f"{path}: a folder without best.pt (not a finished or running "
+                               "run folder); give a checkpoint file")
+        path = path / "best.pt"
+    return load_checkpoint(path)
 
 
 def cmd_evaluate(args) -> int:

@@ -422,6 +422,10 @@ def _shading(ink: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarr
     y0, x0 = max(int(rows[0]) - around, 0), max(int(cols[0]) - around, 0)
     part = ink[y0: int(rows[-1]) + around + 1, x0: int(cols[-1]) + around + 1]
     if step > 1:  # pooled in torch: numpy's reductions over blocks are several times slower
+        # A strip narrower than a block (a 1 on a canvas 10 px wide) is padded with paper to one.
+        short = [(0, max(0, step - n)) for n in part.shape]
+        if any(pad for _, pad in short):
+            part = np.pad(part, short)
         blocks = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))[None]
         strokes = F.max_pool2d(blocks, step)[0].numpy() >= INK_LEVEL
         grey = (F.avg_pool2d(blocks, step)[0].numpy() > NOISE_FLOOR) & ~strokes
@@ -652,7 +656,8 @@ def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> b
     """Whether two pieces of ink are parts of one digit, judged by their boxes.
 
     They are when their x-ranges overlap by half the narrower one (a 5's detached bar above
-    its body); when a much shorter piece lies just above a taller one and partly over it (a
+    its body), unless they are about equally tall and LINE_GAP of the taller apart (two lines
+    of writing); when a much shorter piece lies just above a taller one and partly over it (a
     5's bar drawn off to the right; a line *under* a digit is not part of it); or when a much
     shorter piece stands right beside a taller one (the open top of a 4 drawn apart from its
     stem). Two digits side by side are about equally tall.
@@ -660,10 +665,12 @@ def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> b
     wa, wb = a[2] - a[0], b[2] - b[0]
     ha, hb = a[3] - a[1], b[3] - b[1]
     overlap = min(a[2], b[2]) - max(a[0], b[0])
-    if overlap >= OVERLAP * min(wa, wb):
-        return True
     short = min(ha, hb) < 0.6 * max(ha, hb)
     rows = min(a[3], b[3]) - max(a[1], b[1])  # negative: the gap between them, vertically
+    if overlap >= OVERLAP * min(wa, wb):
+        # ...unless they are about as tall as each other with a clear gap between them: two
+        # digits one above the other, in two lines of writing (an 8's two loops nearly meet).
+        return short or -rows < LINE_GAP * max(ha, hb)
     small, tall = (a, b) if ha < hb else (b, a)
     above = small[3] <= tall[1] + 0.1 * (tall[3] - tall[1])
     if overlap > 0 and short and above and -rows <= 0.25 * max(ha, hb):
@@ -674,6 +681,27 @@ def _same_digit(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> b
 def _merge_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes),
             max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+LINE_GAP = 0.3  # two digits one above the other, this share of their height apart: two lines
+
+
+def text_lines(groups: list[Group]) -> list[list[Group]]:
+    """The digits grouped into lines of writing, top to bottom, each left to right.
+
+    Lines are the runs of rows that hold writing, with blank rows between them: a date over a
+    year is two lines, and a number whose digits wander up and down, however far, is one as
+    long as no blank band of rows runs between its digits.
+    """
+    lines: list[tuple[int, int, list[Group]]] = []  # (top, bottom, groups), top to bottom
+    for g in sorted(groups, key=lambda g: g.box[1]):
+        top, bottom = g.box[1], g.box[3]
+        if lines and top < lines[-1][1]:  # its rows meet the line above's: the same line
+            t, b, members = lines[-1]
+            lines[-1] = (t, max(b, bottom), [*members, g])
+        else:
+            lines.append((top, bottom, [g]))
+    return [sorted(members, key=lambda g: g.box[0]) for _, _, members in lines]
 
 
 def join(groups: list[Group]) -> Group:

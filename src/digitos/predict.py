@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from .checkpoint import load_checkpoint, load_state_dict_file
 from .errors import DigitosError
 from .evaluate import NOT_A_DIGIT, model_logits, read_classes
 from .ink import (
+    INK_LEVEL,
     SHADED,
     Group,
     Ink,
@@ -26,9 +28,11 @@ from .ink import (
     find_ink,
     group_ink,
     join,
+    text_lines,
 )
 from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import (
+    FORMAT_NAMES,
     IMAGE_SUFFIXES,
     ImageError,
     Preprocessed,
@@ -39,6 +43,7 @@ from .preprocess import (
 )
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "digitnet.pt"
+SHIPPED_LINES = Path(__file__).parent / "weights" / "linenet.pt"  # the line reader
 UNSURE_BELOW = 0.7  # a reading under this probability is reported as unsure
 SURE_WITHOUT_TTA = 0.99  # a plain pass this sure skips test-time augmentation
 
@@ -73,8 +78,11 @@ class Reading:
 class Reader:
     """A trained model ready to read 28x28 MNIST-form digits."""
 
-    def __init__(self, model: nn.Module, meta: dict, unsure_below: float = UNSURE_BELOW):
+    def __init__(self, model: nn.Module, meta: dict, unsure_below: float = UNSURE_BELOW,
+                 lines: tuple[nn.Module, dict] | None = None):
         self.model = inference_layout(model, meta["model"]).eval()
+        # The line reader (a LineNet and its checkpoint's dict), which reads numbers whole.
+        self.line_model, self.line_meta = lines if lines is not None else (None, None)
         self.channels_last = uses_channels_last(self.model)  # inputs in the model's layout
         self.meta = meta
         self.normalization = tuple(meta["normalization"])
@@ -130,9 +138,20 @@ class Reader:
 
 def load_reader(checkpoint: str | Path | None = None,
                 unsure_below: float = UNSURE_BELOW, model: str | None = None,
-                weights: str | Path | None = None, tta: bool | None = None) -> Reader:
+                weights: str | Path | None = None, tta: bool | None = None,
+                lines: str | Path | bool = True) -> Reader:
     """A Reader from a checkpoint, a bare state_dict (`model` and `weights`), or the model
-    shipped with digitos. `tta` overrides the checkpoint's test-time augmentation."""
+    shipped with digitos. `tta` overrides the checkpoint's test-time augmentation. `lines`:
+    the line reader's checkpoint, True for the shipped one (when there is one), False for
+    none (numbers are then cut into digits and read digit by digit)."""
+    line_reader = None
+    if lines is not False:
+        path = SHIPPED_LINES if lines is True else Path(lines)
+        if lines is not True or path.is_file():
+            net, meta = load_checkpoint(path)
+            if meta["model"] != "LineNet":
+                raise DigitosError(f"{path}: a {meta['model']}, not a line reader (LineNet)")
+            line_reader = (net, meta)
     if weights is not None or model is not None:
         if weights is None or model is None:
             raise DigitosError("--weights FILE needs --model NAME, and --model needs --weights")
@@ -146,7 +165,7 @@ def load_reader(checkpoint: str | Path | None = None,
         net, meta = load_checkpoint(path)
     if tta is not None:
         meta = meta | {"tta": tta}
-    return Reader(net, meta, unsure_below)
+    return Reader(net, meta, unsure_below, line_reader)
 
 
 def predict_file(reader: Reader, source: str | Path | bytes,
@@ -164,6 +183,7 @@ NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
 CUT_SURE = 0.9  # or this surely, when they were all cut from one piece that reads as no digit
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
+LINE_SURE = 0.9  # the line reader's digits read this surely, on average, are taken as read
 
 
 @dataclass
@@ -181,6 +201,23 @@ class DigitReading:
 
 
 @dataclass
+class LineReading:
+    """One line of digits in an image: a number."""
+
+    number: str
+    digits: list[DigitReading]
+    box: list[int]  # [left, top, right, bottom] in the input's pixels
+
+
+def line_box(ink: Ink, line: ImageReading) -> LineReading:
+    """A line's digits as a LineReading, boxed."""
+    boxes = [d.group.box for d in line.digits]
+    box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+           max(b[3] for b in boxes))
+    return LineReading(line.number, line.digits, box_in_input(ink, box))
+
+
+@dataclass
 class ImageReading:
     """Everything written in one image, left to right."""
 
@@ -193,6 +230,7 @@ class ImageReading:
     size: tuple[int, int]
     picture: bool = False  # not a digit because it is a picture: shaded areas, not pen strokes
     marks_inside: bool = False  # not a digit because a loop holds marks: a face, a drawn thing
+    lines: list[LineReading] = field(default_factory=list)  # the lines of digits, top to bottom
 
     @property
     def by_rule(self) -> bool:
@@ -202,10 +240,36 @@ class ImageReading:
 
 
 def read_image(reader: Reader, source: str | Path | bytes, name: str | None = None) -> ImageReading:
-    """Read every digit in an image, left to right, splitting touching digits."""
+    """Read every digit in an image: each line of writing top to bottom, left to right."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     ink = find_ink(open_image(source, label), label)
     groups = find_groups(ink, label)
+    rows = text_lines(groups)
+    lines = [_read_line(reader, ink, row) for row in rows]
+    if len(lines) == 1:
+        result = lines[0]
+    else:
+        # All the writing read as one: what a not-a-digit answer for the image rests on.
+        everything = _read_groups(reader, ink, [join(groups)])[0]
+        read = [line for line in lines if not line.not_a_digit]
+        result = ImageReading(" ".join(line.number for line in read),
+                              [d for line in read for d in line.digits],
+                              [p for line in lines for p in line.pieces], not read, everything,
+                              ink.polarity, ink.size, lines=[line.lines[0] for line in read])
+    # Wide grey areas around the "strokes": a picture of a thing, not writing.
+    picture = ink.shading > SHADED
+    # Marks inside a loop (a face's eyes): a drawing of a thing too, though of strokes.
+    marks_inside = any(g.holds_marks for g in groups)
+    if picture or marks_inside:
+        result = replace(result, number="", digits=[], lines=[], not_a_digit=True,
+                         picture=picture, marks_inside=marks_inside)
+    return result
+
+
+def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
+    """One line of writing read: its digits, or "not a digit". Its pieces of ink are read one
+    by one by the digit classifier; a piece that may hold touching digits is read whole by the
+    line reader (`_segment`); then the pieces are judged as a number (`_judge`)."""
     first = _read_groups(reader, ink, groups)
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
@@ -228,15 +292,54 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
             if not judged[2]:
                 pieces, digits, not_digit = judged
                 break
-    # Wide grey areas around the "strokes": a picture of a thing, not writing.
-    picture = ink.shading > SHADED
-    # Marks inside a loop (a face's eyes): a drawing of a thing too, though of strokes.
-    marks_inside = any(g.holds_marks for g in groups)
-    if picture or marks_inside:
-        not_digit, digits = True, []
+    if not_digit and _has_line_reader(reader) and (len(groups) > 1 or len(first) == 1
+                                                        and _wide(groups[0])):
+        # Judged piece by piece, not a number; read whole, surely digits: the line reader,
+        # which learned whole lines (and to read letters and doodles as nothing), decides.
+        whole = _line_digits(reader, ink, join(groups))
+        if len(whole) > 1 and _surety(whole) >= LINE_SURE:
+            pieces, digits, not_digit = whole, whole, False
     number = "".join(d.reading.digit for d in digits)
-    return ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size,
-                        picture, marks_inside)
+    line = ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
+    if not not_digit:
+        line.lines = [line_box(ink, line)]
+    return line
+
+
+def _has_line_reader(reader: Reader) -> bool:
+    return getattr(reader, "line_model", None) is not None  # stand-ins in tests have none
+
+
+def _wide(group: Group) -> bool:
+    """Wide enough for touching digits."""
+    left, top, right, bottom = group.box
+    return right - left > SPLIT_WIDER_THAN * (bottom - top)
+
+
+def _line_digits(reader: Reader, ink: Ink, line: Group) -> list[DigitReading]:
+    """A line's digits as the line reader reads them, each with its ink and box."""
+    from .linereader import read_lines
+    from .preprocess import LINE_MARGIN, line_to_input
+
+    crop = group_ink(ink, line)
+    x = line_to_input(crop)
+    cols = np.nonzero((crop >= INK_LEVEL).any(0))[0]
+    # Columns of the line's input -> columns of the working image.
+    x0 = max(line.box[0] - 1, 0) + int(cols[0])
+    per_column = (int(cols[-1]) - int(cols[0]) + 1) / (x.shape[1] - 2 * LINE_MARGIN)
+    out = []
+    for d in read_lines(reader.line_model, [x], tuple(reader.line_meta["normalization"]))[0]:
+        a, b = (x0 + (c - LINE_MARGIN) * per_column for c in d.columns)
+        part = between(line, int(math.floor(a)), int(math.ceil(b)))
+        if part is None:
+            continue
+        probabilities = [d.probabilities[int(c)] if c != NOT_A_DIGIT else 0.0
+                         for c in reader.classes]
+        reading = Reading(str(d.digit), d.confidence, probabilities,
+                          d.confidence < reader.unsure_below, reader.classes)
+        out.append(DigitReading(reading, box_in_input(ink, part.box),
+                                digit_to_mnist(group_ink(ink, part)), part))
+    return out
 
 
 def _judge(pieces: list[DigitReading], everything: DigitReading,
@@ -333,6 +436,17 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
         # No split can win: two pieces score at most EXTRA_DIGIT (both read at 100%) against
         # the whole's own confidence. Saves reading the candidate pieces.
         return [piece]
+    if _has_line_reader(reader):
+        # The line reader reads the piece whole: where one digit ends and the next begins is
+        # what it learned. Read surely, that is the answer; else the cut paths are tried.
+        parts = _line_digits(reader, ink, piece.group)
+        if len(parts) >= 2 and _surety(parts) >= LINE_SURE and (
+                in_number or not all(p.reading.digit == "1" for p in parts)):
+            # Taken when the classifier, shown each digit's ink, reads the same digits: a
+            # long stroke of one digit (a 2's base run under a 3) read as a digit more is not.
+            seen = reader.read_many(torch.stack([p.pixels for p in parts]))
+            if all(r.digit == p.reading.digit for r, p in zip(seen, parts, strict=True)):
+                return parts
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
     # Beside other digits, every valley is a cut to try (digits pushed together); alone,
@@ -387,34 +501,42 @@ def not_a_digit_confidence(result: ImageReading) -> float:
 def digit_json(d: DigitReading) -> dict:
     r = d.reading
     return {"digit": int(r.digit), "confidence": round(r.confidence, 6), "unsure": r.unsure,
-            "box": d.box, "probabilities": r.digit_probabilities()}
+            "box": d.box, "probabilities": r.digit_probabilities(),
+            "not_a_digit_probability": round(r.not_a_digit_probability, 6)}
 
 
 def reading_json(path: str, result: ImageReading) -> dict:
-    """The fields `predict --json` and the web API answer with.
+    """The fields `predict --json` and the web API answer with, in one order for every image.
 
-    A one-digit image answers as before (digit, confidence, unsure, probabilities) and also
-    with `number`, `digits` and `not_a_digit`; a number of several digits has `digit` null and
-    its digits in `digits`; an image with no digit has `not_a_digit` true.
+    A one-digit image has its `digit`, `confidence`, `unsure` and `probabilities` at the top;
+    a number of several digits has `digit` null and its digits in `digits` (and, line by
+    line, in `lines`); an image with no digit has `not_a_digit` true. `not_a_digit_probability`
+    is the image's as a whole: how surely it holds no digit (for a number, the mean of its
+    digits' not-a-digit probabilities).
     """
-    out: dict = {"path": path, "number": result.number, "not_a_digit": result.not_a_digit,
-                 "digits": [digit_json(d) for d in result.digits]}
-    if len(result.digits) == 1:
-        one = out["digits"][0]
-        out |= {k: one[k] for k in ("digit", "confidence", "unsure", "probabilities")}
-        out["class"] = result.digits[0].reading.digit
+    digits = [digit_json(d) for d in result.digits]
+    if len(digits) == 1:
+        top = {k: digits[0][k] for k in ("digit", "confidence", "unsure", "probabilities")}
+        top["class"] = result.digits[0].reading.digit
     elif result.not_a_digit:
-        out |= {"digit": None, "class": NOT_A_DIGIT,
-                "confidence": round(not_a_digit_confidence(result), 6), "unsure": False,
-                "probabilities": result.whole.reading.digit_probabilities()}
+        top = {"digit": None, "class": NOT_A_DIGIT,
+               "confidence": round(not_a_digit_confidence(result), 6), "unsure": False,
+               "probabilities": result.whole.reading.digit_probabilities()}
     else:
-        out |= {"digit": None, "class": None,
-                "confidence": min(d["confidence"] for d in out["digits"]),
-                "unsure": any(d["unsure"] for d in out["digits"]), "probabilities": None}
-    out["not_a_digit_probability"] = round(result.whole.reading.not_a_digit_probability, 6)
-    out["picture"] = result.picture  # not a digit because the image is a picture of a thing
-    out["marks_inside"] = result.marks_inside  # ...or because a loop holds marks (a face)
-    return out
+        top = {"digit": None, "class": None, "confidence": min(d["confidence"] for d in digits),
+               "unsure": any(d["unsure"] for d in digits), "probabilities": None}
+    if result.not_a_digit:
+        nothing = not_a_digit_confidence(result)
+    else:
+        nothing = sum(d.reading.not_a_digit_probability for d in result.digits) / len(digits)
+    return {"path": path, "number": result.number, "digit": top["digit"], "class": top["class"],
+            "confidence": top["confidence"], "unsure": top["unsure"],
+            "probabilities": top["probabilities"], "not_a_digit": result.not_a_digit,
+            "not_a_digit_probability": round(nothing, 6), "digits": digits,
+            "lines": [{"number": line.number, "box": line.box,
+                       "digits": [digit_json(d) for d in line.digits]} for line in result.lines],
+            "picture": result.picture,  # not a digit because the image is a picture of a thing
+            "marks_inside": result.marks_inside}  # ...or because a loop holds marks (a face)
 
 
 def reading_text(path: str, result: ImageReading) -> str:
@@ -430,9 +552,15 @@ def reading_text(path: str, result: ImageReading) -> str:
         others = ", ".join(f"{d} {100 * p:.1f}%" for d, p in r.top(3)[1:])
         mark = "  (unsure)" if r.unsure else ""
         return f"{path}: {r.digit} ({100 * r.confidence:.1f}%){mark}   next: {others}"
-    each = ", ".join(f"{d.reading.digit} ({100 * d.reading.confidence:.1f}%"
-                     f"{', unsure' if d.reading.unsure else ''})" for d in result.digits)
-    return f"{path}: {result.number}   digits: {each}"
+    if len(result.lines) > 1:  # one line of output per line of writing
+        return "\n".join(f"{path} (line {i}): {line.number}   digits: {_each(line.digits)}"
+                         for i, line in enumerate(result.lines, 1))
+    return f"{path}: {result.number}   digits: {_each(result.digits)}"
+
+
+def _each(digits: list[DigitReading]) -> str:
+    return ", ".join(f"{d.reading.digit} ({100 * d.reading.confidence:.1f}%"
+                     f"{', unsure' if d.reading.unsure else ''})" for d in digits)
 
 
 def expand_paths(paths: list[str]) -> list[Path]:
@@ -465,14 +593,22 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 def run_predict(args) -> int:
     """`digitos predict`: read every file; refused ones get a line each; exit 1 if any."""
     unsure = UNSURE_BELOW if args.unsure_below is None else args.unsure_below
-    reader = load_reader(args.checkpoint, unsure, args.model, args.weights, args.tta)
+    lines = False if args.no_line_reader else (args.lines_checkpoint or True)
+    reader = load_reader(args.checkpoint, unsure, args.model, args.weights, args.tta, lines)
     files = expand_paths(args.paths)
-    if not files:
+    if not files and not args.json:
         raise DigitosError("no image files found in " + ", ".join(args.paths))
+    failed = 0
+    for folder in args.paths:  # a folder given that holds no image is said, not skipped
+        if Path(folder).is_dir() and not expand_paths([folder]):
+            failed += 1
+            message = f"{folder}: a folder with no image files ({FORMAT_NAMES})"
+            if args.json:
+                print(json.dumps({"path": folder, "error": message}), flush=True)
+            print(f"digitos: error: {message}", file=sys.stderr, flush=True)
     save_dir = Path(args.save_preprocessed) if args.save_preprocessed else None
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
-    failed = 0
     used: set[str] = set()
     for f in files:
         try:

@@ -251,6 +251,38 @@ def digit_to_mnist(crop: np.ndarray) -> torch.Tensor:
     return (field * 255).round().to(torch.uint8)
 
 
+LINE_HEIGHT = 32  # a line reader's input: the writing's rows scaled to this height...
+LINE_INK = 24  # ...its ink to this many of them, centred
+LINE_MARGIN = 4  # columns of paper either side
+LINE_WIDEST = 640  # columns at most (about 20 digits): a longer line is squeezed
+
+
+def line_to_input(crop: np.ndarray) -> torch.Tensor:
+    """One line's ink strengths (float, cropped to its box) -> uint8 (LINE_HEIGHT, W), ink 255:
+    the ink scaled to LINE_INK rows keeping its aspect, its thin strokes thickened as a digit's
+    are (`digit_to_mnist`), centred in LINE_HEIGHT rows with LINE_MARGIN columns either side."""
+    t = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))
+    mask = t >= INK_LEVEL
+    rows = torch.nonzero(mask.any(1)).flatten()
+    cols = torch.nonzero(mask.any(0)).flatten()
+    t = t[int(rows[0]): int(rows[-1]) + 1, int(cols[0]): int(cols[-1]) + 1]
+    scale = LINE_INK / t.shape[0]
+    width = stroke_width(mask)
+    if width * scale < STROKE * LINE_INK / BOX:
+        k = int(round(STROKE * LINE_INK / BOX / scale - width))
+        if k >= 1:
+            k += 1 - k % 2
+            t = _dilate(t, k)
+    new_w = min(LINE_WIDEST - 2 * LINE_MARGIN, max(1, round(t.shape[1] * scale)))
+    small = F.interpolate(t[None, None], size=(LINE_INK, new_w), mode="bilinear",
+                          antialias=True, align_corners=False)[0, 0].clamp_(0, 1)
+    small = small / small.max().clamp(min=1e-6)
+    top = (LINE_HEIGHT - LINE_INK) // 2
+    out = torch.zeros(LINE_HEIGHT, new_w + 2 * LINE_MARGIN)
+    out[top: top + LINE_INK, LINE_MARGIN: LINE_MARGIN + new_w] = small
+    return (out * 255).round().to(torch.uint8)
+
+
 def to_mnist(img: Image.Image, name: str = "image") -> Preprocessed:
     """A decoded image in MNIST's form (uint8 28x28, ink = 255), all its writing as one digit."""
     found = find_ink(img, name)

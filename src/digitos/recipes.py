@@ -53,6 +53,15 @@ RECIPES: dict[str, dict] = {
         augment=True, distort=False, tta=False, channels_last=True, not_a_digit=False,
         limit_train=4000, limit_val=1000,
     ),
+    # The line reader (`linereader.py`): a CRNN read with CTC, trained on `written` lines of
+    # 1-8 MNIST training digits (and some of letters and shapes, read as nothing) written by
+    # random hands and read back (synth/lines.py).
+    "lines": dict(
+        model="LineNet", model_args={}, epochs=16, batch_size=64, lr=0.003, optimizer="adamw",
+        scheduler="onecycle", weight_decay=1e-4, label_smoothing=0.0,
+        augment=False, distort=False, tta=False, channels_last=False, not_a_digit=False,
+        written=48000,
+    ),
     # The class notebook's recipe, exactly.
     "class": dict(
         model="NuestraSegundaRed", model_args={}, epochs=5, batch_size=64, lr=0.001,

@@ -63,13 +63,30 @@ def default_db_path() -> Path:
 
 
 def check_label(label: str) -> str:
-    """A label as people give it: digits ("7", "2026") or "not a digit"."""
-    label = str(label).strip()
-    if label.lower() in (NOT_A_DIGIT, "not-a-digit", "none", "x"):
+    """A label as people give it: digits ("7", "2026") or "not a digit" (said so: a missing
+    label, "none" or "x" is no label, and is refused)."""
+    if not isinstance(label, str):
+        raise DigitosError(f"label {label!r}: give the digits as a string (\"7\", \"2026\") "
+                           "or 'not a digit'")
+    label = label.strip()
+    if label.lower() in (NOT_A_DIGIT, "not-a-digit"):
         return NOT_A_DIGIT
-    if not label.isdigit() or not label.isascii() or len(label) > 40:
-        raise DigitosError(f"label {label!r}: give the digits (7, 2026) or 'not a digit'")
+    # Lines of digits, as reading gives an image of several lines: "12 2026".
+    label = " ".join(label.split())
+    digits = label.replace(" ", "")
+    if not digits.isdigit() or not digits.isascii() or len(label) > 40:
+        raise DigitosError(f"label {label!r}: give the digits (7, 2026; lines apart by a "
+                           "space) or 'not a digit'")
     return label
+
+
+def _cannot_write(e: sqlite3.OperationalError) -> bool:
+    text = str(e).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+class StoreError(DigitosError):
+    """The database cannot be written: read-only, its disk full, locked too long."""
 
 
 @dataclass
@@ -87,21 +104,54 @@ class Drawing:
 class DrawingStore:
     """The drawings database at `path` (created when missing)."""
 
-    def __init__(self, path: str | Path | None = None, create: bool = True):
+    def __init__(self, path: str | Path | None = None, create: bool = True,
+                 read_only: bool = False):
         self.path = Path(path) if path else default_db_path()
+        if not self.path.exists() and (read_only or not create):
+            raise DigitosError(f"{self.path}: no drawings database there (digitos serve "
+                               "--collect keeps the drawings people correct on the page; "
+                               "digitos drawings import DIR stores a folder of them)")
         if not self.path.exists() and not create:
-            raise DigitosError(f"{self.path}: no drawings database there")
+            raise DigitosError(f"{self.path}: no drawings database there (digitos serve "
+                               "--collect keeps the drawings people correct on the page; "
+                               "digitos drawings import DIR stores a folder of them)")
         if self.path.exists() and not self.path.is_file():
             raise DigitosError(f"{self.path}: not a file")
+        self.read_only, self.db = False, None
+        if read_only:
+            self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
             self._open()
+        except sqlite3.OperationalError as e:
+            if not self.path.is_file() or not _cannot_write(e):
+                raise DigitosError(f"{self.path}: cannot open it ({e})") from None
+            self._open_read_only()
         except sqlite3.DatabaseError as e:
-            raise DigitosError(f"{self.path}: not a digitos drawings database, or damaged ({e})") from None
+            raise DigitosError(f"{self.path}: not a digitos drawings database, or damaged "
+                               f"({str(e).splitlines()[0]})") from None
         except OSError as e:
             raise DigitosError(f"{self.path}: cannot open: {e.strerror or e}") from None
+
+    def _open_read_only(self) -> None:
+        """A database in a folder or file we may not write: read as it is (list, show,
+        export); every write is refused with StoreError."""
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                self.db.close()
+        immutable = "&immutable=1" if not os.access(self.path.parent, os.W_OK) else ""
+        try:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}",
+                                      uri=True, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.read_only = True
+            self._open()
+        except sqlite3.DatabaseError as e:
+            raise DigitosError(f"{self.path}: not a digitos drawings database, or damaged "
+                               f"({str(e).splitlines()[0]})") from None
 
     def _open(self) -> None:
         db = self.db
@@ -114,6 +164,12 @@ class DrawingStore:
         if version > SCHEMA_VERSION:
             raise DigitosError(f"{self.path}: written by a newer digitos (schema {version}); "
                                "upgrade digitos to read it")
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise DigitosError(f"{self.path}: read-only, and too old to read (schema "
+                                   f"{version}); open it once where it can be written")
+            self._check()
+            return
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at each checkpoint
@@ -126,9 +182,14 @@ class DrawingStore:
                             db.execute(statement)
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        problem = db.execute("PRAGMA quick_check").fetchone()[0]
+        self._check()
+
+    def _check(self) -> None:
+        problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
         if problem != "ok":
-            raise DigitosError(f"{self.path}: the database is damaged ({problem})")
+            raise DigitosError(f"{self.path}: the database is damaged "
+                               f"({problem.splitlines()[0]}); export what reads with "
+                               "drawings export, or start a new one")
 
     def close(self) -> None:
         self.db.close()
@@ -160,7 +221,8 @@ class DrawingStore:
         else:
             seen = reading.digits or [reading.whole]
             # Each digit its character of the label, when the reading found as many.
-            per_digit = list(label) if len(label) == len(seen) else [None] * len(seen)
+            digits = label.replace(" ", "")
+            per_digit = list(digits) if len(digits) == len(seen) else [None] * len(seen)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._transaction() as db:
             cur = db.execute("INSERT INTO drawings (created, image, label, reading, confidence, model)"
@@ -184,13 +246,25 @@ class DrawingStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (no upgrade from a read lock to deadlock on):
         committed when the block ends, rolled back when it raises."""
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.read_only:
+            raise StoreError(f"{self.path}: read-only (this user may not write it or its "
+                             "folder); nothing was changed")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"{self.path}: cannot write to it ({e})") from None
         try:
             yield self.db
+        except sqlite3.OperationalError as e:
+            self.db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot write to it ({e})") from None
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"{self.path}: cannot write to it ({e})") from None
 
     # --- reading ---
 
@@ -303,11 +377,19 @@ def samples(source: str | Path) -> tuple[np.ndarray, list[str]]:
         return store.samples()
 
 
+def _refuse_a_full_folder(folder: Path) -> None:
+    """Exports go to a new or empty folder: mixed into another export's files, or over them,
+    they would no longer say what the database holds."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DigitosError(f"{folder}: not empty; export into a new or empty folder")
+
+
 def export_pngs(store: DrawingStore, folder: str | Path) -> int:
     """Each drawing's original bytes as `<label>/<id>.<format>` (what `import` reads back)."""
     from PIL import Image
 
     folder = Path(folder)
+    _refuse_a_full_folder(folder)
     n = 0
     for d in store:
         try:
@@ -336,6 +418,7 @@ def export_idx(store: DrawingStore, folder: str | Path, test_share: float = 0.2,
     n_test = int(round(test_share * len(codes))) if len(codes) > 1 else 0
     test, train = order[:n_test], order[n_test:]
     folder = Path(folder)
+    _refuse_a_full_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / "train-images-idx3-ubyte", pixels[train])
     write_idx(folder / "train-labels-idx1-ubyte", codes[train])

@@ -519,6 +519,11 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         except KeyboardInterrupt:
             code = 143 if signals.received == signal.SIGTERM else 130
             done = run_status(out).epoch
+            if done >= cfg.epochs:  # stopped after the last epoch was saved: nothing is lost
+                if main:
+                    _write_config(out, config, "finished")
+                    log(f"stopped after the last epoch: {out} is a finished run")
+                return out
             if main:
                 with contextlib.suppress(OSError):
                     _write_config(out, config, "interrupted")

@@ -107,7 +107,12 @@ def _shape(digit: np.ndarray, hand: Hand) -> np.ndarray:
 def write(digit: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
     """A 28x28 digit (uint8, ink 255, MNIST's form) written with `hand`, as the bytes of the
     saved image file. The paper, the margins and the colours are drawn with `rng`."""
-    ink = _shape(np.asarray(digit), hand)
+    return save(_shape(np.asarray(digit), hand), hand, rng)
+
+
+def save(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
+    """Ink coverage (float (H, W), 0-1, at its final size) put on paper with margins and saved
+    as `hand` saves: enlarged, blurred, noisy, in its colours and format."""
     h, w = ink.shape
     margin = max(2, int(max(h, w) * rng.uniform(0.15, 0.8)))
     top, left = int(rng.integers(1, margin + 1)), int(rng.integers(1, margin + 1))

@@ -4,17 +4,27 @@ A line is 1-8 digits written side by side, each its own size, baseline, slant an
 gaps from overlapping to wide; sometimes on ruled paper, underlined or boxed; sometimes a line
 of letters and doodles, whose reading is empty. `line_ink` returns the ink of one line (float,
 0 paper to 1 ink) and the x-range of each digit in it, for training and for checking an
-alignment.
+alignment. `write_line` saves a line as a random hand would (`hands.save`), and `written_lines`
+makes a line reader's training set: lines written, saved and read back through the path that
+reads a user's image, so the reader learns from what reading will show it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from .hands import Hand, random_hand, save
+from .styles import STYLES
 
 HEIGHT = 48  # the digits' height as lines are drawn (a reader scales them to its own)
+WIDEST = 640  # px: a saved line's widest
 
 
 @dataclass
@@ -84,3 +94,154 @@ def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
     top, left = max(0, ys.min() - 2), max(0, xs.min() - 2)
     ink = canvas[top: ys.max() + 3, left: xs.max() + 3]
     return Line(ink, text, [(a - left, b - left) for a, b in spans])
+
+
+def decorate(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The line on ruled paper, underlined or boxed now and then, as forms and exercise books
+    hold numbers (reading's ink step is to take those lines away; the reader learns to ignore
+    what it leaves)."""
+    kind = rng.choice(["none", "ruled", "underline", "box"], p=[0.7, 0.1, 0.1, 0.1])
+    if kind == "none":
+        return ink
+    pad = HEIGHT // 3
+    out = np.pad(ink, pad)
+    img = Image.fromarray((out * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    h, w = out.shape
+    width = int(rng.integers(1, 4))
+    grey = int(rng.integers(120, 256))
+    if kind == "ruled":
+        step = int(HEIGHT * rng.uniform(1.1, 1.6))
+        for y in range(int(rng.integers(0, step)), h, step):
+            draw.line([(0, y), (w, y)], fill=grey, width=width)
+    elif kind == "underline":
+        y = h - pad + int(rng.integers(-pad // 2, pad // 2 + 1))
+        draw.line([(pad // 2, y), (w - pad // 2, y)], fill=grey, width=width)
+    else:
+        draw.rectangle([pad // 3, pad // 3, w - 1 - pad // 3, h - 1 - pad // 3],
+                       outline=grey, width=width)
+    return np.maximum(out, np.asarray(img, dtype=np.float32) / 255)
+
+
+def _pen(ink: np.ndarray, pen: float) -> np.ndarray:
+    """The line's strokes made `pen` times as wide (a hairline to a marker)."""
+    mask = ink >= 0.5
+    if pen == 1.0 or not mask.any():
+        return ink
+    inside = ndimage.distance_transform_edt(mask)
+    width = 4 * float(np.median(inside[mask]))
+    if pen > 1:
+        return (ndimage.distance_transform_edt(~mask) <= (pen - 1) * width / 2).astype(np.float32)
+    thinner = inside > (1 - pen) * width / 2
+    return thinner.astype(np.float32) if thinner.sum() > 0.25 * mask.sum() else ink
+
+
+def write_line(line: Line, hand: Hand, rng: np.random.Generator) -> bytes:
+    """A line written with `hand` (its height is the digits', its pen, tilt at most 10 degrees,
+    and how the file is saved) and decorated now and then: the bytes of an image file."""
+    ink = _pen(decorate(line.ink, rng), hand.pen)
+    img = Image.fromarray((np.clip(ink, 0, 1) * 255).astype(np.uint8))
+    tilt = float(np.clip(hand.tilt, -10, 10))
+    if tilt:
+        img = img.rotate(-tilt, Image.Resampling.BILINEAR, expand=True)
+    # Saved at most WIDEST px wide: reading works at a reduced scale whatever the file's size,
+    # and writing and reading back a wider file only costs time.
+    scale = min(max(hand.height, 8) / HEIGHT, WIDEST / img.width)
+    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    down = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    small = np.asarray(img.resize((w, h), down), dtype=np.float32) / 255
+    if hand.crisp:
+        small = (small >= 0.5).astype(np.float32)
+    if hand.enlarge * small.shape[1] > WIDEST:
+        hand = replace(hand, enlarge=max(1.0, WIDEST / small.shape[1]))
+    return save(small, hand, rng)
+
+
+def line_input(data: bytes) -> torch.Tensor | None:
+    """A saved line read back as reading takes a line: its writing's ink in a line reader's
+    form (`preprocess.line_to_input`); None when reading finds no writing in it."""
+    from ..ink import find_groups, find_ink, group_ink, join
+    from ..preprocess import ImageError, line_to_input, open_image
+
+    try:
+        ink = find_ink(open_image(data, "line"), "line")
+        groups = find_groups(ink, "line")
+    except (ImageError, ValueError):
+        return None
+    if not groups:
+        return None
+    return line_to_input(group_ink(ink, join(groups)))
+
+
+MOST_DIGITS = 8
+NO_DIGITS = 0.12  # this share of lines are letters and doodles: their reading is empty
+
+
+def random_line(digits: np.ndarray, labels: np.ndarray, others: np.ndarray,
+                rng: np.random.Generator, count: int | None = None) -> Line:
+    """1-MOST_DIGITS digits (or `count`) drawn from `digits` (uint8 (N, 28, 28)), a third of
+    those whose digit has styles redrawn in one; or, NO_DIGITS of the time when `others` are
+    given, 1-4 marks from them (letters, shapes) with an empty text."""
+    if len(others) and rng.random() < NO_DIGITS:
+        pick = rng.integers(0, len(others), int(rng.integers(1, 5)))
+        return line_ink([others[i] for i in pick], "", rng, touch=0.3)
+    n = count or int(rng.integers(1, MOST_DIGITS + 1))
+    pick = rng.integers(0, len(digits), n)
+    pieces = []
+    for i in pick:
+        img, label = digits[i], int(labels[i])
+        names = [k for k, (d, _) in STYLES.items() if d == label]
+        if names and rng.random() < 0.3:
+            done = STYLES[names[int(rng.integers(len(names)))]][1](img.copy(), rng)
+            img = img if done is None else done
+        pieces.append(img)
+    touch = float(rng.choice([0.0, 0.3, 0.7]))
+    return line_ink(pieces, "".join(str(int(labels[i])) for i in pick), rng, touch)
+
+
+def _read_chunk(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]
+                ) -> list[tuple[np.ndarray, str]]:
+    """One task's lines, as numpy arrays: tensors sent back from a worker would each hold a
+    file descriptor open, and thousands of them exhaust the process's."""
+    digits, labels, others, n, seed, chunk = task
+    rng = np.random.default_rng([seed, chunk])
+    out = []
+    while len(out) < n:
+        line = random_line(digits, labels, others, rng)
+        x = line_input(write_line(line, random_hand(rng), rng))
+        if x is not None:
+            out.append((x.numpy(), line.text))
+    return out
+
+
+def written_lines(digits: torch.Tensor, labels: torch.Tensor, others: torch.Tensor, n: int,
+               seed: int = 0, workers: int | None = None,
+               progress: Callable[[int], None] | None = None) -> list[tuple[torch.Tensor, str]]:
+    """n lines made from `digits` and `others` (uint8 (N, 28, 28)), each written by a random
+    hand, saved and read back: (uint8 (32, W) line, its digits). The same seed gives the same
+    lines whatever the number of worker processes (default: one per core)."""
+    tasks = [(digits.numpy(), labels.numpy(), others.numpy(), min(CHUNK, n - s), seed, s // CHUNK)
+             for s in range(0, n, CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    import multiprocessing as mp
+
+    out: list[tuple[torch.Tensor, str]] = []
+    if workers > 1 and len(tasks) > 1 and "fork" in mp.get_all_start_methods():
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp.get_context("fork"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for done in pool.map(_read_chunk, tasks):
+                out.extend((torch.from_numpy(x), text) for x, text in done)
+                if progress:
+                    progress(len(done))
+    else:
+        for task in tasks:
+            done = _read_chunk(task)
+            out.extend((torch.from_numpy(x), text) for x, text in done)
+            if progress:
+                progress(len(done))
+    return out
+
+
+CHUNK = 250  # lines written per task, each task with its own seed

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import json
 import os
 import resource
 import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from .. import __version__
 from ..errors import DigitosError
 from ..ink import ImageError, NoInk
 from ..predict import Reader, load_reader, read_image
-from ..store import check_label
+from ..store import StoreError, check_label
 from .readers import ReaderGone, ReadingProcesses, answer, fewer_malloc_arenas
 
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +59,47 @@ class Limits:
     keep_alive: int = 5  # s an idle connection is kept open
     max_connections: int = 512  # open connections; more are closed as they arrive
     max_body: int = MAX_BODY
+    # What a --collect server keeps: one drawing at most this large, this many drawings a
+    # minute from one address, and a database at most this large.
+    drawing_bytes: int = 2 * 1024 * 1024
+    drawings_per_minute: int = 30
+    database_bytes: int = 1024 * 1024 * 1024
+
+
+class KeepingBounds:
+    """What a --collect server refuses to keep: a drawing over `drawing_bytes` (413), more
+    than `drawings_per_minute` from one address (429), anything once the database holds
+    `database_bytes` (507). Anyone who can reach the server can send drawings."""
+
+    def __init__(self, limits: Limits, store):
+        self.limits, self.store = limits, store
+        self.recent: dict[str, collections.deque] = {}
+
+    def refuse(self, request: Request, size: int) -> JSONResponse | None:
+        limits = self.limits
+        if size > limits.drawing_bytes:
+            return error(413, f"a drawing of {size:,} bytes; the most kept is "
+                              f"{limits.drawing_bytes:,}")
+        now = time.monotonic()
+        who = request.client.host if request.client else "?"
+        times = self.recent.setdefault(who, collections.deque())
+        while times and now - times[0] > 60:
+            times.popleft()
+        if len(times) >= limits.drawings_per_minute:
+            wait = max(1, int(61 - (now - times[0])))
+            return error(429, f"more than {limits.drawings_per_minute} drawings a minute "
+                              "from one address; try again later", {"Retry-After": str(wait)})
+        if len(self.recent) > 10_000:  # addresses seen: forget the quiet ones
+            for key in [k for k, v in self.recent.items() if not v or now - v[-1] > 60]:
+                del self.recent[key]
+        held = sum(p.stat().st_size for p in (self.store.path,
+                                             self.store.path.with_name(self.store.path.name + "-wal"))
+                   if p.exists())
+        if held + size > limits.database_bytes:
+            return error(507, f"{self.store.path} holds {held:,} bytes, the most this server "
+                              f"keeps ({limits.database_bytes:,}); export and start another")
+        times.append(now)
+        return None
 
 
 def cores() -> int:
@@ -173,6 +216,16 @@ class GuardedH11(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (headers too large or too many, bad syntax) is answered
+        as every other error is: JSON with an "error", not uvicorn's plain text."""
+        body = json.dumps({"error": f"bad request: {msg}"}).encode()
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+            + body)
+        self.transport.close()
+
     def _arm(self) -> None:
         self._disarm()
         self.header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
@@ -225,7 +278,8 @@ DRAWINGS_BODY = {
             "type": "object", "required": ["image", "label"],
             "properties": {"image": {"type": "string", "description": "a PNG data URL"},
                            "label": {"type": "string",
-                                     "description": "the right answer: 7, 2026 or not a digit"}}}}},
+                                     "description": "the right answer: 7, 2026, lines apart by a space "
+                                                    "(12 2026), or not a digit"}}}}},
     }
 }
 
@@ -276,6 +330,8 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
     limits = limits or Limits()
     if limits.readers < 1:
         limits = replace(limits, readers=cores())
+    keeping = KeepingBounds(limits, store)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         # Starlette reads uploads and files on anyio's default pool (40 threads): a few do.
@@ -344,8 +400,11 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
                 if "label" not in body or "image" not in body:
                     return error(400, "JSON body needs 'image' (a data URL) and 'label' "
                                       "(\"7\", \"2026\" or \"not a digit\")")
-                label = check_label(str(body["label"]))
+                label = check_label(body["label"])
                 data = decode_data_url(body["image"])
+                refused = keeping.refuse(request, len(data))
+                if refused is not None:
+                    return refused
 
                 def read_and_keep() -> int:
                     result = read_image(reader, data, "drawing")
@@ -357,6 +416,8 @@ def create_app(checkpoint: str | Path | None = None, reader: Reader | None = Non
             return _over_time(limits)
         except ImageError as e:
             return _refused(e)
+        except StoreError as e:  # the database cannot be written (read-only, disk full)
+            return error(503, str(e))
         except DigitosError as e:  # a bad label
             return error(400, str(e))
         return JSONResponse({"id": drawing, "label": label}, status_code=201)

@@ -8,25 +8,27 @@ const TEXT = {
     hint: "Draw with the mouse, a finger or a pen.",
     empty: "The pad is empty.", reading: "Reading…",
     seen: "What the model saw (28×28)", heat: "Pixels that pushed the reading",
-    sure: "probability", unsure: "unsure — could be", error: "Could not read it:",
-    nodigit: "not a digit", nodigitStatus: "That does not look like a digit.",
-    digits: "digits, left to right",
+    sure: "probability", unsure: "Unsure. It could also be", or: "or",
+    orNot: "or not a digit", error: "Could not read it:",
+    nodigit: "not a digit", nodigitStatus: "That does not look like a digit.", nadBar: "not a digit",
+    digits: "digits, left to right", leastSure: "the bars: the least sure digit",
     collecting: "Saving is on: the drawings you mark here are kept, to teach the model your handwriting.",
     right: "Right", wrong: "Wrong, it was:", save: "Save", notdigitBtn: "Not a digit",
     saved: "Saved as", nothing: "Draw or upload something first.",
   },
   es: {
-    tagline: "Dibujá un dígito o un número y mirá cómo lo lee la red.",
+    tagline: "Dibuja un dígito o un número y mira cómo lo lee la red.",
     clear: "Borrar", upload: "Subir una imagen…", wide: "Lienzo ancho", square: "Lienzo cuadrado",
-    hint: "Dibujá con el mouse, el dedo o un lápiz.",
+    hint: "Dibuja con el ratón, con el dedo o con un lápiz.",
     empty: "El lienzo está vacío.", reading: "Leyendo…",
     seen: "Lo que vio el modelo (28×28)", heat: "Píxeles que decidieron la lectura",
-    sure: "probabilidad", unsure: "no está seguro — podría ser", error: "No se pudo leer:",
-    nodigit: "no es un dígito", nodigitStatus: "Eso no parece un dígito.",
-    digits: "dígitos, de izquierda a derecha",
-    collecting: "Se están guardando dibujos: los que marques acá se guardan para enseñarle tu letra al modelo.",
+    sure: "de probabilidad", unsure: "No está seguro. También podría ser:", or: "o",
+    orNot: "o no ser un dígito", error: "No se pudo leer:",
+    nodigit: "no es un dígito", nodigitStatus: "Eso no parece un dígito.", nadBar: "no es dígito",
+    digits: "dígitos, de izquierda a derecha", leastSure: "las barras: el dígito menos seguro",
+    collecting: "Se guardan los dibujos que marques aquí, para enseñarle al modelo tu letra.",
     right: "Correcto", wrong: "Incorrecto, era:", save: "Guardar", notdigitBtn: "No es un dígito",
-    saved: "Guardado como", nothing: "Primero dibujá o subí algo.",
+    saved: "Guardado como", nothing: "Primero dibuja o sube algo.",
   },
 };
 
@@ -83,7 +85,10 @@ function point(e) {
           (e.clientY - r.top - border) * pad.height / (r.height - 2 * border)];
 }
 
+let saved = false; // the drawing on the pad was just saved: the next stroke starts anew
+
 pad.addEventListener("pointerdown", (e) => {
+  if (saved) { saved = false; clearPad(); }
   drawing = true;
   pad.setPointerCapture(e.pointerId);
   const [x, y] = point(e);
@@ -156,18 +161,21 @@ function show(data) {
   document.body.classList.toggle("nodigit", data.not_a_digit);
   document.body.classList.toggle("unsure", !data.not_a_digit && data.unsure);
   document.getElementById("digit").textContent = data.not_a_digit ? t("nodigit") : data.number;
-  document.getElementById("confidence").textContent = `${pct(data.confidence)} ${t("sure")}`;
+  // The headline's share is the one its bar shows: not a digit's own share, the digit's, or
+  // for a number its least sure digit's (whose bars are shown).
+  const shown = data.not_a_digit ? null : data.digits.reduce(
+    (a, d) => (d.confidence < a.confidence ? d : a), data.digits[0]);
+  const headline = data.not_a_digit ? data.not_a_digit_probability : shown.confidence;
+  document.getElementById("confidence").textContent = `${pct(headline)} ${t("sure")}`;
   if (data.not_a_digit) {
     setStatus(t("nodigitStatus"));
   } else if (data.unsure && !many) {
-    const name = (c) => (c === "not a digit" ? t("nodigit") : c);
-    const others = data.top.slice(1).map((o) => `${name(o.digit)} (${pct(o.probability)})`).join(", ");
-    setStatus(`${t("unsure")} ${others}`);
+    setStatus(alternatives(shown));
   } else {
-    setStatus(many ? `${data.digits.length} ${t("digits")}` : "");
+    setStatus(many ? `${data.digits.length} ${t("digits")}; ${t("leastSure")}` : "");
   }
-  renderBars(data.not_a_digit ? null : (data.digits[0] || {}).probabilities,
-             data.digits.length ? data.digits[0].digit : -1);
+  if (data.not_a_digit) renderBars(data.probabilities, -1, data.not_a_digit_probability, true);
+  else renderBars(shown.probabilities, shown.digit, shown.not_a_digit_probability, false);
   renderDigits(data.digits);
   drawBoxes(data.fromPad ? data.digits : []);
   paint("seen", data.preprocessed.map((v) => [v, v, v]));
@@ -176,6 +184,19 @@ function show(data) {
     const g = data.preprocessed[i] * 0.35;
     return [Math.min(255, g + 255 * s), g * (1 - s), g * (1 - s)];
   }));
+}
+
+// "Unsure. It could also be 2 (15.2%) or not a digit (35.6%)": the two likeliest other
+// answers, never the reading itself.
+function alternatives(d) {
+  const others = d.probabilities.map((p, digit) => ({ digit, p }))
+    .filter((o) => o.digit !== d.digit);
+  if (d.not_a_digit_probability > 0) others.push({ digit: null, p: d.not_a_digit_probability });
+  others.sort((a, b) => b.p - a.p);
+  const [a, b] = others;
+  const name = (o, first) => (o.digit === null ? (first ? t("nodigit") : t("orNot"))
+                                                : `${first ? "" : t("or") + " "}${o.digit}`);
+  return `${t("unsure")} ${name(a, true)} (${pct(a.p)}) ${name(b, false)} (${pct(b.p)})`;
 }
 
 // A box around each digit read, on a layer over the pad (the drawing itself is untouched).
@@ -217,17 +238,19 @@ function paint(id, rgb) {
   c.putImageData(img, 0, 0);
 }
 
-function renderBars(probs, top) {
+// One bar per digit and, for a model that can say so, one for "not a digit".
+function renderBars(probs, top, notDigit, notDigitTop) {
   const box = document.getElementById("bars");
   box.innerHTML = "";
-  for (let d = 0; d < 10; d++) {
-    const p = probs ? probs[d] : 0;
+  const rows = [...Array(10).keys()].map((d) => [String(d), probs ? probs[d] : 0, d === top]);
+  if (notDigit !== undefined && notDigit !== null) rows.push([t("nadBar"), notDigit, notDigitTop]);
+  rows.forEach(([label, p, isTop], i) => {
     const row = document.createElement("div");
-    row.className = "bar" + (probs && d === top ? " top" : "");
-    row.dataset.digit = String(d);
-    row.innerHTML = `<span>${d}</span><div class="track"><div class="fill" style="width:${(100 * p).toFixed(1)}%"></div></div><span class="pct">${(100 * p).toFixed(1)}%</span>`;
+    row.className = "bar" + (probs && isTop ? " top" : "") + (i === 10 ? " nad" : "");
+    row.dataset.digit = i === 10 ? "not a digit" : label;
+    row.innerHTML = `<span>${label}</span><div class="track"><div class="fill" style="width:${(100 * p).toFixed(1)}%"></div></div><span class="pct">${(100 * p).toFixed(1)}%</span>`;
     box.appendChild(row);
-  }
+  });
 }
 
 document.getElementById("clear").addEventListener("click", clearPad);
@@ -265,6 +288,7 @@ async function saveDrawing(label) {
     if (!res.ok) throw new Error(data.error || res.statusText);
     out.textContent = `${t("saved")} “${data.label === "not a digit" ? t("nodigit") : data.label}” (#${data.id})`;
     out.dataset.id = data.id;
+    saved = true;
   } catch (err) {
     out.textContent = `${t("error")} ${err.message}`;
   }

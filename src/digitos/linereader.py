@@ -1,0 +1,316 @@
+"""Reading a line of digits whole: a CRNN (`models.LineNet`) trained with CTC on synthetic lines.
+
+A digit classifier reads one 28x28 at a time, so a number must first be cut into digits, and
+where touching digits should be cut is guessed. A line reader is shown the whole line (32 px
+high, any width) and scores every 2-px column: a digit, or CTC's blank (Graves et al. 2006;
+Shi et al. 2015). Reading takes the likeliest class of each column, merges repeats and drops
+blanks (greedy decoding); where each digit lies comes from the columns that emitted it.
+
+`fit_lines` trains one on lines made by `synth.lines` from MNIST's *training* digits, each
+written by a random hand and read back through the path that reads a user's image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
+from .errors import DigitosError
+
+STRIDE = 2  # input columns per output column of LineNet
+BLANK = 10
+LINE_CLASSES = (*[str(d) for d in range(10)], "blank")
+VAL_LINES = 2000  # lines written from the held-out training digits, for validation (at most)
+
+
+@dataclass
+class LineDigit:
+    """One digit of a line as the line reader read it."""
+
+    digit: int
+    confidence: float  # its share of the digits' probability where it was surest
+    probabilities: list[float]  # the ten digits' shares there, summing to 1
+    columns: tuple[int, int]  # [start, end) columns of the line's input that it spans
+
+
+def decode(scores: torch.Tensor, width: int | None = None) -> list[LineDigit]:
+    """Greedy CTC decoding of one line's scores (T, 11): the likeliest class of each column,
+    repeats merged, blanks dropped. `width`: the input's columns (default T * STRIDE); each
+    digit spans from halfway to its left neighbour to halfway to its right one."""
+    p = F.softmax(scores.float(), dim=-1)
+    best = p.argmax(-1).tolist()
+    runs: list[tuple[int, int, int]] = []  # (digit, first column, last column + 1)
+    for t, c in enumerate(best):
+        if c == BLANK:
+            continue
+        if runs and runs[-1][0] == c and runs[-1][2] == t:
+            runs[-1] = (c, runs[-1][1], t + 1)
+        else:
+            runs.append((c, t, t + 1))
+    width = width if width is not None else len(best) * STRIDE
+    centres = [STRIDE * (a + b) / 2 for _, a, b in runs]
+    out = []
+    for i, (c, a, b) in enumerate(runs):
+        t = a + int(p[a:b, c].argmax())
+        digits = p[t, :BLANK] / p[t, :BLANK].sum().clamp(min=1e-12)
+        left = 0 if i == 0 else round((centres[i - 1] + centres[i]) / 2)
+        right = width if i == len(runs) - 1 else round((centres[i] + centres[i + 1]) / 2)
+        out.append(LineDigit(c, round(float(digits[c]), 6),
+                             [round(float(v), 6) for v in digits], (left, right)))
+    return out
+
+
+def to_batch(lines: list[torch.Tensor],
+             normalization: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (32, W_i) lines -> a normalised batch (N, 1, 32, W) padded with paper to a multiple
+    of STRIDE, and each line's output length (W_i // STRIDE, at least 1)."""
+    widest = max(x.shape[1] for x in lines)
+    widest += -widest % STRIDE
+    paper = (0 - normalization[0]) / normalization[1]
+    batch = torch.full((len(lines), 1, lines[0].shape[0], widest), paper)
+    for i, x in enumerate(lines):
+        batch[i, 0, :, : x.shape[1]] = (x.float() / 255 - normalization[0]) / normalization[1]
+    lengths = torch.tensor([max(1, x.shape[1] // STRIDE) for x in lines])
+    return batch, lengths
+
+
+@torch.inference_mode()
+def read_lines(model: nn.Module, lines: list[torch.Tensor],
+               normalization: tuple[float, float]) -> list[list[LineDigit]]:
+    """Lines (uint8 (32, W_i)) read in one pass: the digits of each."""
+    if not lines:
+        return []
+    batch, lengths = to_batch(lines, normalization)
+    scores = model(batch)
+    return [decode(scores[i, : lengths[i]], lines[i].shape[1]) for i in range(len(lines))]
+
+
+def _batches(widths: list[int], size: int, rng: random.Random) -> list[list[int]]:
+    """Indices in batches of lines of about the same width (little padding), in random order."""
+    order = list(range(len(widths)))
+    rng.shuffle(order)
+    batches = []
+    pool = 50 * size  # sorted by width within pools of 50 batches: random, yet alike
+    for s in range(0, len(order), pool):
+        part = sorted(order[s: s + pool], key=widths.__getitem__)
+        batches += [part[i: i + size] for i in range(0, len(part), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _ctc_loss(model: nn.Module, lines: list[torch.Tensor], texts: list[str],
+              normalization: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's mean CTC loss, and its scores."""
+    batch, lengths = to_batch(lines, normalization)
+    scores = model(batch)
+    log_probs = F.log_softmax(scores, dim=-1).transpose(0, 1)  # (T, N, C), as CTCLoss takes
+    targets = torch.tensor([int(c) for t in texts for c in t], dtype=torch.long)
+    target_lengths = torch.tensor([len(t) for t in texts])
+    loss = F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=BLANK,
+                      zero_infinity=True)
+    return loss, scores
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, lines: list[torch.Tensor], texts: list[str],
+             normalization: tuple[float, float], batch_size: int = 256) -> dict:
+    """Mean CTC loss and the share of lines read exactly."""
+    model.eval()
+    total, right = 0.0, 0
+    order = sorted(range(len(lines)), key=lambda i: lines[i].shape[1])
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        batch_lines, batch_texts = [lines[i] for i in idx], [texts[i] for i in idx]
+        loss, scores = _ctc_loss(model, batch_lines, batch_texts, normalization)
+        total += loss.item() * len(idx)
+        _, lengths = to_batch(batch_lines, normalization)
+        for k, text in enumerate(batch_texts):
+            read = "".join(str(d.digit) for d in decode(scores[k, : lengths[k]]))
+            right += read == text
+    return {"loss": total / max(len(lines), 1), "accuracy": right / max(len(lines), 1)}
+
+
+def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
+    """The run's training and validation lines, written from MNIST's training digits (the last
+    5,000 for validation) and from letters and shapes (training fonts)."""
+    from .datasets import load_dataset
+    from .synth.lines import written_lines
+    from .synth.negatives import letters, shapes, training_fonts
+
+    data = load_dataset("mnist", cfg.data_dir, progress=cfg.progress)
+    if cfg.data_dir is None:
+        cfg.data_dir = str(Path(data.files["train_images"]).parent)
+    images, labels = data.train.images, data.train.labels
+    cut = len(images) - cfg.val_size
+    others = torch.cat([letters(3000, seed=cfg.seed, fonts=training_fonts()),
+                        shapes(3000, seed=cfg.seed)])
+    n_val = max(100, min(VAL_LINES, cfg.written // 10))
+    log(f"writing {cfg.written:,} training lines and {n_val:,} for validation "
+        "(synth.lines: random hands, read back as reading reads them)")
+    bar = _bar(cfg.written + n_val, "writing lines", cfg.progress)
+    tick = bar.update if bar is not None else None
+    train = written_lines(images[:cut], labels[:cut], others[:5000], cfg.written, cfg.seed,
+                          progress=tick)
+    val = written_lines(images[cut:], labels[cut:], others[5000:], n_val, cfg.seed + 1,
+                        progress=tick)
+    if bar is not None:
+        bar.close()
+    return train, val
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from .train import _progress
+
+    return _progress(total, desc, enabled, unit="line")
+
+
+def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> Path:
+    """Train a LineNet as `cfg` (a TrainConfig of the `lines` recipe) says; the run folder
+    holds best.pt, last.pt (resumable), metrics.csv and the curves, as every run's does."""
+    from .models import create_model, get_entry
+    from .train import (
+        TrainingInterrupted,
+        _signals_as_interrupts,
+        _write_config,
+        _write_history,
+        check_run_dir,
+        default_run_dir,
+        make_optimizer,
+        make_scheduler,
+        prepare_run_dir,
+        run_status,
+    )
+
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.written < 1:
+        raise DigitosError("--epochs, --batch-size and --written (lines) must be at least 1, "
+                           "--lr above 0")
+    entry = get_entry(cfg.model)
+    create_model(cfg.model, **cfg.model_args)
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    cfg.out = str(out)
+    if resume:
+        state = run_status(out)
+        if state.state == "finished":
+            log(f"{state.describe(out)}: nothing to resume")
+            return out
+        if state.state != "resumable":
+            raise DigitosError(f"--resume {state.describe(out)}")
+    else:
+        check_run_dir(out, cfg.overwrite)
+    # The lines are written once per folder: a resumed run, or one started again in the same
+    # folder with the same lines asked for, need not write them again (minutes of work).
+    cache, key = out / "lines.pt", [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+    saved_lines = torch.load(cache, weights_only=True) if cache.exists() else {}
+    if saved_lines.get("key") == key:
+        train, val = saved_lines["train"], saved_lines["val"]
+        log(f"the lines written before in {cache} are read again")
+    else:
+        train, val = make_lines(cfg, log)
+    prepare_run_dir(out, cfg.overwrite and not resume)
+    if saved_lines.get("key") != key:
+        save_checkpoint(cache, {"key": key, "train": train, "val": val})
+    train_lines, train_texts = [x for x, _ in train], [t for _, t in train]
+    val_lines, val_texts = [x for x, _ in val], [t for _, t in val]
+    widths = [x.shape[1] for x in train_lines]
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **cfg.model_args)
+    normalization = entry.normalization
+    opt = make_optimizer(cfg, model.parameters())
+    steps = math.ceil(len(train_lines) / cfg.batch_size)
+    scheduler, per_batch = make_scheduler(cfg, opt, steps)
+    meta = dict(model_name=cfg.model, model_args=dict(cfg.model_args),
+                normalization=normalization, classes=LINE_CLASSES, dataset="mnist-lines")
+    history: list[dict] = []
+    best_val_loss, start = math.inf, 0
+    if resume:
+        saved = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+        r = saved["resume"]
+        model.load_state_dict(r["model"])
+        opt.load_state_dict(r["optimizer"])
+        if scheduler is not None and r.get("scheduler") is not None:
+            scheduler.load_state_dict(r["scheduler"])
+        history, best_val_loss, start = list(r["history"]), float(r["best_val_loss"]), saved["epoch"]
+    config = asdict(cfg) | {"train_lines": len(train_lines), "val_lines": len(val_lines)}
+    _write_config(out, config, "running")
+    log(f"training {cfg.model} on {len(train_lines):,} lines, validating on {len(val_lines):,}; "
+        f"run folder {out}" if not resume else f"resuming {out} after epoch {start} of {cfg.epochs}")
+    with _signals_as_interrupts() as signals:
+        try:
+            for epoch in range(start + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                model.train()
+                total, count = 0.0, 0
+                order = _batches(widths, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+                bar = _progress_batches(len(order), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
+                for idx in order:
+                    loss, _ = _ctc_loss(model, [train_lines[i] for i in idx],
+                                        [train_texts[i] for i in idx], normalization)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # an LSTM's rare spikes
+                    opt.step()
+                    if per_batch:
+                        scheduler.step()
+                    total += loss.item() * len(idx)
+                    count += len(idx)
+                    if bar is not None:
+                        bar.update(1)
+                if bar is not None:
+                    bar.close()
+                if scheduler is not None and not per_batch:
+                    scheduler.step()
+                train_seconds = time.perf_counter() - t0
+                val = validate(model, val_lines, val_texts, normalization)
+                row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val["loss"],
+                       "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+                       "train_seconds": round(train_seconds, 3),
+                       "seconds": round(time.perf_counter() - t0, 3)}
+                history.append(row)
+                log(f"{time.strftime('%H:%M:%S')} - Epoch: {epoch}/{cfg.epochs}, "
+                    f"Train Loss: {row['train_loss']:.6f}, Val Loss: {val['loss']:.6f}, "
+                    f"lines read exactly: {val['accuracy']:.4f}")
+                metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_accuracy")}
+                ckpt = make_checkpoint(model, epoch=epoch, metrics=metrics, config=asdict(cfg),
+                                       **meta)
+                improved = val["loss"] < best_val_loss
+                if improved:
+                    best_val_loss = val["loss"]
+                last = ckpt | {"resume": {
+                    "model": cpu_state(model), "optimizer": opt.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "history": history, "best_val_loss": best_val_loss}}
+                with signals.deferred():
+                    if improved:
+                        save_checkpoint(out / "best.pt", ckpt)
+                    _write_history(out, history)
+                    save_checkpoint(out / "last.pt", last)
+        except KeyboardInterrupt:
+            import signal
+
+            code = 143 if signals.received == signal.SIGTERM else 130
+            done = run_status(out).epoch
+            with contextlib.suppress(OSError):
+                _write_config(out, config, "interrupted")
+            raise TrainingInterrupted(
+                f"stopped; {out / 'last.pt'} holds epoch {done} of {cfg.epochs}; continue "
+                f"with: digitos train --resume {out}" if done else "stopped; no epoch had "
+                "finished", code) from None
+    _write_config(out, config, "finished")
+    return out
+
+
+def _progress_batches(total: int, desc: str, enabled: bool):
+    from .train import _progress
+
+    return _progress(total, desc, enabled)

@@ -1,0 +1,172 @@
+"""The line reader: CTC decoding, lines of writing found and read in order, touching digits."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+from test_preprocess import png
+
+from digitos.linereader import BLANK, STRIDE, decode, to_batch
+from digitos.predict import SHIPPED_CHECKPOINT
+
+
+def scores_for(frames: list[int], sure: float = 0.9) -> torch.Tensor:
+    """Scores whose likeliest class in each column is the given one (`sure` of it)."""
+    p = torch.full((len(frames), 11), (1 - sure) / 10)
+    p[torch.arange(len(frames)), torch.tensor(frames)] = sure
+    return p.log()
+
+
+def test_ctc_decoding_merges_repeats_and_drops_blanks():
+    _ = BLANK
+    digits = decode(scores_for([_, 2, 2, _, 0, _, _, 2, 6, 6, _]))
+    assert [d.digit for d in digits] == [2, 0, 2, 6]
+    # A blank between two equal digits keeps both; without it they are one.
+    assert [d.digit for d in decode(scores_for([1, _, 1, 1, _]))] == [1, 1]
+    assert [d.digit for d in decode(scores_for([7, 7, 7]))] == [7]
+    assert decode(scores_for([_, _, _])) == []
+
+
+def test_each_digit_spans_the_columns_around_its_alignment():
+    _ = BLANK
+    digits = decode(scores_for([_, 3, 3, _, _, _, _, 5, _]), width=9 * STRIDE)
+    # 3 emitted in columns 1-2 (centre: 2 columns in), 5 in column 7 (centre 7.5): they meet
+    # halfway; the first starts at the line's left, the last ends at its right.
+    middle = round(STRIDE * (2 + 7.5) / 2)
+    assert [d.columns for d in digits] == [(0, middle), (middle, 9 * STRIDE)]
+    for d in digits:
+        assert d.probabilities[d.digit] == pytest.approx(d.confidence)
+        assert sum(d.probabilities) == pytest.approx(1, abs=1e-5)
+        assert d.confidence == pytest.approx(0.9 / (0.9 + 0.09), abs=1e-4)
+
+
+def test_a_batch_pads_with_paper_and_knows_each_lines_length():
+    lines = [torch.full((32, 10), 255, dtype=torch.uint8), torch.zeros((32, 23), dtype=torch.uint8)]
+    batch, lengths = to_batch(lines, (0.5, 0.5))
+    assert batch.shape == (2, 1, 32, 24)  # padded to a multiple of STRIDE
+    assert lengths.tolist() == [10 // STRIDE, 23 // STRIDE]
+    assert float(batch[0, 0, 0, 9]) == 1.0 and float(batch[0, 0, 0, 10]) == -1.0  # paper
+
+
+@pytest.fixture(scope="module")
+def line_reader_present(reader):
+    assert reader.line_model is not None, "the shipped line reader (weights/linenet.pt) is missing"
+    return reader
+
+
+def touching(digits: list[np.ndarray], height: int = 120) -> Image.Image:
+    """MNIST digits written side by side, each pushed left until its ink meets its neighbour's."""
+    pieces = []
+    for d in digits:
+        ys, xs = np.nonzero(d > 40)
+        crop = Image.fromarray(d[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1])
+        pieces.append(np.asarray(crop.resize((round(crop.width * height / crop.height), height),
+                                             Image.BILINEAR)) > 100)
+    canvas = np.zeros((height + 80, sum(p.shape[1] for p in pieces) + 80), bool)
+    x = 40
+    for i, p in enumerate(pieces):
+        while i and x > 0 and not (canvas[40: 40 + height, x - 1: x - 1 + p.shape[1]] & p).any():
+            x -= 1
+        canvas[40: 40 + height, x: x + p.shape[1]] |= p
+        x += p.shape[1]
+    return Image.fromarray(np.where(canvas, 0, 255).astype(np.uint8))
+
+
+def test_touching_digits_are_read_by_the_line_reader(mnist, line_reader_present):
+    from digitos.ink import find_groups, find_ink
+    from digitos.predict import read_image
+    from digitos.preprocess import open_image
+
+    right = tried = 0
+    for k in range(40):
+        pick = [2 * k, 2 * k + 1]
+        page = png(touching([mnist.test.images[i].numpy() for i in pick]))
+        if len(find_groups(find_ink(open_image(page)))) != 1:
+            continue  # they meet at a corner too thin to hold them together: not touching
+        tried += 1
+        if tried > 20:
+            break
+        result = read_image(line_reader_present, page)
+        expected = "".join(str(int(mnist.test.labels[i])) for i in pick)
+        right += result.number == expected
+        if result.number == expected:
+            boxes = [d.box for d in result.digits]
+            assert boxes[0][0] < boxes[1][0] and boxes[0][2] <= boxes[1][2]
+    assert tried > 20 and right >= 18
+
+
+def two_lines(mnist) -> bytes:
+    """'12' written above '345', as a date over a year is."""
+    page = Image.new("L", (500, 400), 255)
+    for row, indices in enumerate(([2, 1], [18, 4, 8])):  # MNIST test digits 1 2 / 3 4 5
+        for col, i in enumerate(indices):
+            digit = Image.fromarray(255 - mnist.test.images[i].numpy()).resize((112, 112))
+            page.paste(digit, (40 + 110 * col, 30 + 190 * row), Image.fromarray(
+                mnist.test.images[i].numpy()).resize((112, 112)))
+    return png(page)
+
+
+def test_two_lines_are_read_top_to_bottom(mnist, reader, tmp_path):
+    from digitos.predict import read_image, reading_json
+
+    assert [int(mnist.test.labels[i]) for i in (2, 1, 18, 4, 8)] == [1, 2, 3, 4, 5]
+    result = read_image(reader, two_lines(mnist))
+    assert [line.number for line in result.lines] == ["12", "345"]
+    assert result.number == "12 345"
+    top, bottom = result.lines
+    assert top.box[3] <= bottom.box[1]  # the first line is above the second
+    out = reading_json("two.png", result)
+    assert [line["number"] for line in out["lines"]] == ["12", "345"]
+    assert [len(line["digits"]) for line in out["lines"]] == [2, 3]
+
+    (tmp_path / "two.png").write_bytes(two_lines(mnist))
+    done = run_cli("predict", str(tmp_path / "two.png"))
+    assert done.returncode == 0
+    printed = done.stdout.splitlines()
+    assert len(printed) == 2 and all("(line" in row for row in printed)  # a row per line
+    assert [row.split(": ")[1].split()[0] for row in printed] == ["12", "345"]
+
+
+def test_a_one_line_number_has_one_line_in_json(mnist, reader, tmp_path):
+    from digitos.predict import read_image, reading_json
+
+    page = Image.new("L", (420, 200), 255)
+    for col, i in enumerate([18, 4]):
+        page.paste(0, (40 + 150 * col, 40), Image.fromarray(mnist.test.images[i].numpy())
+                   .resize((120, 120)).point(lambda v: 255 if v > 100 else 0))
+    out = reading_json("34.png", read_image(reader, png(page)))
+    assert out["number"] == "34"
+    assert len(out["lines"]) == 1 and out["lines"][0]["number"] == "34"
+    assert out["lines"][0]["digits"] == out["digits"]
+
+
+def test_a_line_reader_is_trained_and_used(mnist, mnist_dir, tmp_path):
+    """A real run of the `lines` recipe, kept tiny: a resumable run folder whose best.pt
+    `predict --lines-checkpoint` takes; a digit classifier's checkpoint is refused there."""
+    out = tmp_path / "lines"
+    done = run_cli("train", "--recipe", "lines", "--written", "120", "--epochs", "1",
+                   "--data-dir", str(mnist_dir), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert (out / "best.pt").is_file() and (out / "metrics.csv").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["status"] == "finished" and config["model"] == "LineNet"
+    page = tmp_path / "one.png"
+    Image.fromarray(255 - mnist.test.images[0].numpy()).resize((100, 100)).save(page)
+    done = run_cli("predict", str(page), "--lines-checkpoint", str(out / "best.pt"))
+    assert done.returncode == 0, done.stderr
+    done = run_cli("predict", str(page), "--lines-checkpoint", str(SHIPPED_CHECKPOINT))
+    assert done.returncode != 0 and "not a line reader" in done.stderr
+
+
+def test_text_lines_are_runs_of_rows_with_blank_rows_between():
+    from digitos.ink import Group, text_lines
+
+    def g(left, top, right, bottom):
+        return Group(np.zeros((1, 1), bool), (left, top, right, bottom))
+
+    a, b, c = g(0, 10, 20, 50), g(30, 45, 50, 90), g(60, 20, 80, 60)  # wandering: one line
+    d = g(5, 100, 25, 140)  # below a blank band: the next line
+    assert text_lines([d, c, b, a]) == [[a, b, c], [d]]
