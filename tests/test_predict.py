@@ -90,9 +90,10 @@ def test_noise_and_scribbles_are_not_read_as_digits(tmp_path):
     assert len(rows) == 41
     assert rows["noise"]["not_a_digit"]
     # A rate, not a handful: some scribbles do pass for a digit, a few in a row now and then
-    # (the shipped model refuses 171 of 200 such scribbles: seeds 0-9, 20 each; 85%).
+    # (the shipped models refuse 156 of 200 such scribbles: seeds 0-9, 20 each; 78%; and 32
+    # of these 40).
     read = [r["number"] for name, r in rows.items() if name != "noise" and not r["not_a_digit"]]
-    assert len(read) <= 12, read  # at least 70% refused
+    assert len(read) <= 10, read  # at least 75% refused
 
 
 def test_missing_checkpoint_is_a_clean_error(tmp_path):
