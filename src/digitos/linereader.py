@@ -12,7 +12,6 @@ written by a random hand and read back through the path that reads a user's imag
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -146,6 +145,7 @@ def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
     from .datasets import load_dataset
     from .synth.lines import written_lines
     from .synth.negatives import letters, shapes, training_fonts
+    from .train import _progress
 
     data = load_dataset("mnist", cfg.data_dir, progress=cfg.progress)
     if cfg.data_dir is None:
@@ -157,7 +157,7 @@ def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
     n_val = max(100, min(VAL_LINES, cfg.written // 10))
     log(f"writing {cfg.written:,} training lines and {n_val:,} for validation "
         "(synth.lines: random hands, read back as reading reads them)")
-    bar = _bar(cfg.written + n_val, "writing lines", cfg.progress)
+    bar = _progress(cfg.written + n_val, "writing lines", cfg.progress, unit="line")
     tick = bar.update if bar is not None else None
     train = written_lines(images[:cut], labels[:cut], others[:5000], cfg.written, cfg.seed,
                           progress=tick)
@@ -168,27 +168,20 @@ def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
     return train, val
 
 
-def _bar(total: int, desc: str, enabled: bool):
-    from .train import _progress
-
-    return _progress(total, desc, enabled, unit="line")
-
-
 def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> Path:
     """Train a LineNet as `cfg` (a TrainConfig of the `lines` recipe) says; the run folder
     holds best.pt, last.pt (resumable), metrics.csv and the curves, as every run's does."""
     from .models import create_model, get_entry
     from .train import (
-        TrainingInterrupted,
+        _progress,
         _signals_as_interrupts,
         _write_config,
         _write_history,
-        check_run_dir,
-        default_run_dir,
         make_optimizer,
         make_scheduler,
+        open_run,
         prepare_run_dir,
-        run_status,
+        stopped,
     )
 
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.written < 1:
@@ -196,17 +189,9 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                            "--lr above 0")
     entry = get_entry(cfg.model)
     create_model(cfg.model, **cfg.model_args)
-    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    cfg.out = str(out)
-    if resume:
-        state = run_status(out)
-        if state.state == "finished":
-            log(f"{state.describe(out)}: nothing to resume")
-            return out
-        if state.state != "resumable":
-            raise DigitosError(f"--resume {state.describe(out)}")
-    else:
-        check_run_dir(out, cfg.overwrite)
+    out, finished = open_run(cfg, resume, log)
+    if finished:
+        return out
     # The lines are written once per folder: a resumed run, or one started again in the same
     # folder with the same lines asked for, need not write them again (minutes of work).
     cache, key = out / "lines.pt", [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
@@ -252,7 +237,7 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                 model.train()
                 total, count = 0.0, 0
                 order = _batches(widths, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
-                bar = _progress_batches(len(order), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
+                bar = _progress(len(order), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
                 for idx in order:
                     loss, _ = _ctc_loss(model, [train_lines[i] for i in idx],
                                         [train_texts[i] for i in idx], normalization)
@@ -296,21 +281,7 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                     _write_history(out, history)
                     save_checkpoint(out / "last.pt", last)
         except KeyboardInterrupt:
-            import signal
-
-            code = 143 if signals.received == signal.SIGTERM else 130
-            done = run_status(out).epoch
-            with contextlib.suppress(OSError):
-                _write_config(out, config, "interrupted")
-            raise TrainingInterrupted(
-                f"stopped; {out / 'last.pt'} holds epoch {done} of {cfg.epochs}; continue "
-                f"with: digitos train --resume {out}" if done else "stopped; no epoch had "
-                "finished", code) from None
+            return stopped(out, cfg, config, signals, log)
     _write_config(out, config, "finished")
     return out
 
-
-def _progress_batches(total: int, desc: str, enabled: bool):
-    from .train import _progress
-
-    return _progress(total, desc, enabled)

@@ -111,10 +111,6 @@ class DrawingStore:
             raise DigitosError(f"{self.path}: no drawings database there (digitos serve "
                                "--collect keeps the drawings people correct on the page; "
                                "digitos drawings import DIR stores a folder of them)")
-        if not self.path.exists() and not create:
-            raise DigitosError(f"{self.path}: no drawings database there (digitos serve "
-                               "--collect keeps the drawings people correct on the page; "
-                               "digitos drawings import DIR stores a folder of them)")
         if self.path.exists() and not self.path.is_file():
             raise DigitosError(f"{self.path}: not a file")
         self.read_only, self.db = False, None

@@ -302,6 +302,46 @@ def config_for_resume(run_dir: str | Path, changes: dict) -> TrainConfig:
 EpochCallback = Callable[[int, nn.Module, dict], bool]
 
 
+def open_run(cfg: TrainConfig, resume: bool, log: Callable[[str], None]) -> tuple[Path, bool]:
+    """The run folder `cfg` asks for (`cfg.out` set to it), checked before any slow work: a
+    new run must not write over another, a resumed one must be resumable. True when a run to
+    resume is finished already: nothing is left to do."""
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    cfg.out = str(out)
+    if not resume:
+        check_run_dir(out, cfg.overwrite)
+        return out, False
+    state = run_status(out)
+    if state.state == "finished":
+        log(f"{state.describe(out)}: nothing to resume")
+        return out, True
+    if state.state != "resumable":
+        raise DigitosError(f"--resume {state.describe(out)}")
+    return out, False
+
+
+def stopped(out: Path, cfg: TrainConfig, config: dict, signals: _Signals,
+            log: Callable[[str], None], main: bool = True) -> Path:
+    """A run stopped by Ctrl+C or SIGTERM between two consistent states: finished when its last
+    epoch was saved (the run folder is returned), else marked interrupted and said how to
+    resume (TrainingInterrupted, whose code is the exit code)."""
+    code = 143 if signals.received == signal.SIGTERM else 130
+    done = run_status(out).epoch
+    if done >= cfg.epochs:  # stopped after the last epoch was saved: nothing is lost
+        if main:
+            _write_config(out, config, "finished")
+            log(f"stopped after the last epoch: {out} is a finished run")
+        return out
+    if main:
+        with contextlib.suppress(OSError):
+            _write_config(out, config, "interrupted")
+    raise TrainingInterrupted(
+        f"stopped ({'SIGTERM' if code == 143 else 'interrupted'}); "
+        + (f"{out / 'last.pt'} holds epoch {done} of {cfg.epochs}; continue with: "
+           f"digitos train --resume {out}" if done else "no epoch had finished"),
+        code) from None
+
+
 def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         on_epoch_end: EpochCallback | None = None, resume: bool = False) -> Path:
     """Train as `cfg` says; returns the run folder. `on_epoch_end` may return True to stop.
@@ -323,18 +363,10 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise DigitosError("--epochs and --batch-size must be at least 1, --lr above 0")
     create_model(cfg.model, **cfg.model_args)  # bad constructor arguments fail here, not later
-    out = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    cfg.out = str(out)
     # Before any slow work, so bad input harms nothing; every rank fails the same way.
-    if resume:
-        state = run_status(out)
-        if state.state == "finished":
-            log(f"{state.describe(out)}: nothing to resume")
-            return out
-        if state.state != "resumable":
-            raise DigitosError(f"--resume {state.describe(out)}")
-    else:
-        check_run_dir(out, cfg.overwrite)
+    out, finished = open_run(cfg, resume, log)
+    if finished:
+        return out
 
     data = load_dataset(cfg.dataset, cfg.data_dir, progress=cfg.progress and main)
     if cfg.data_dir is None:  # recorded, so that evaluate finds the data again
@@ -517,21 +549,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                 if stop:
                     break
         except KeyboardInterrupt:
-            code = 143 if signals.received == signal.SIGTERM else 130
-            done = run_status(out).epoch
-            if done >= cfg.epochs:  # stopped after the last epoch was saved: nothing is lost
-                if main:
-                    _write_config(out, config, "finished")
-                    log(f"stopped after the last epoch: {out} is a finished run")
-                return out
-            if main:
-                with contextlib.suppress(OSError):
-                    _write_config(out, config, "interrupted")
-            raise TrainingInterrupted(
-                f"stopped ({'SIGTERM' if code == 143 else 'interrupted'}); "
-                + (f"{out / 'last.pt'} holds epoch {done} of {cfg.epochs}; continue with: "
-                   f"digitos train --resume {out}" if done else "no epoch had finished"),
-                code) from None
+            return stopped(out, cfg, config, signals, log, main)
     if main:
         _write_config(out, config, "finished")
     if world > 1:
