@@ -16,6 +16,7 @@ import argparse
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from digitos.preprocess import ImageError
 from digitos.synth import BENCHMARK_SEEDS
 from digitos.synth.drawings import render_number
 from digitos.synth.hands import random_hand
-from digitos.synth.lines import random_line, write_line
+from digitos.synth.lines import random_number, write_line
 
 
 @dataclass
@@ -38,9 +39,10 @@ class HandsNumber:
 
 def hands_number(digits: np.ndarray, labels: np.ndarray, k: int,
                  rng: np.random.Generator) -> HandsNumber:
-    """k of the digits as synth.lines writes a line: some styled, a random hand, ruled paper
-    now and then. "Touching": two neighbours' columns meet or overlap."""
-    line = random_line(digits, labels, np.zeros((0, 28, 28), np.uint8), rng, count=k)
+    """k of the digits written as a number (synth.lines.random_number: some styled, gaps as
+    the plain benchmark's), by a random hand, on ruled paper now and then. "Touching": two
+    neighbours' columns meet or overlap."""
+    line = random_number(digits, labels, rng, k)
     hand = random_hand(rng)
     touch = any(b[0] <= a[1] for a, b in zip(line.spans, line.spans[1:], strict=False))
     return HandsNumber(write_line(line, hand, rng), line.text, touch, hand.format)
@@ -57,10 +59,13 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=1000, help="numbers to draw (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--errors", action="store_true", help="list the numbers read wrong")
+    ap.add_argument("--save-errors", metavar="DIR",
+                    help="save the drawings read wrong there, named #i-number-read")
     ap.add_argument("--hands", action="store_true",
                     help="numbers in the world's styles and hands instead (synth.lines: styled "
-                         "digits, sizes down to thumbnails, pens, tilt, blur, JPEG, ruled "
-                         "paper), with seeds from synth.BENCHMARK_SEEDS up")
+                         "digits, slanted, written by random hands: sizes down to thumbnails, "
+                         "pens, tilt, blur, JPEG, ruled paper), with seeds from "
+                         "synth.BENCHMARK_SEEDS up")
     args = ap.parse_args()
 
     lines = False if args.no_line_reader else (args.lines_checkpoint or True)
@@ -89,6 +94,11 @@ def main() -> None:
         for key in ("all", f"{k} digits", "touching" if drawing.touching else "apart",
                     drawing.format):
             right[key].append(ok)
+        if args.save_errors and not ok:
+            folder = Path(args.save_errors)
+            folder.mkdir(parents=True, exist_ok=True)
+            ext = "jpg" if drawing.format == "jpeg" else "png"
+            (folder / f"{i:04d}-{drawing.number}-{number or 'none'}.{ext}").write_bytes(drawing.data)
         if args.errors and not ok:
             print(f"  #{i}: {drawing.number} read as {number}"
                   f"{' (touching)' if drawing.touching else ''}")

@@ -98,6 +98,28 @@ def test_touching_digits_are_read_by_the_line_reader(mnist, line_reader_present)
     assert tried > 20 and right >= 18
 
 
+def test_touching_digits_the_line_reader_is_sure_of_are_not_cut(mnist, line_reader_present,
+                                                                monkeypatch):
+    """Four touching digits (one piece of ink) that the line reader reads surely are its
+    reading, checked digit by digit by the classifier; the cut paths are not tried. A digit
+    cut from touching ones holds bits of its neighbours: the classifier, asked, may call it
+    "not a digit"; what counts is that its likeliest digit is the one the line reader read."""
+    from digitos import predict
+    from digitos.ink import find_groups, find_ink
+    from digitos.preprocess import open_image
+
+    def no_cutting(*args, **kwargs):
+        raise AssertionError("the cut paths were tried")
+
+    monkeypatch.setattr(predict, "cut_paths", no_cutting)
+    # "2724" as benchmarks/number_canvas_speed.py draws it, and three more
+    for pick in ([1, 0, 1, 4], [16, 17, 18, 19], [24, 25, 26, 27], [36, 37, 38, 39]):
+        page = png(touching([mnist.test.images[i].numpy() for i in pick], height=80))
+        assert len(find_groups(find_ink(open_image(page)))) == 1
+        expected = "".join(str(int(mnist.test.labels[i])) for i in pick)
+        assert predict.read_image(line_reader_present, page).number == expected
+
+
 def two_lines(mnist) -> bytes:
     """'12' written above '345', as a date over a year is."""
     page = Image.new("L", (500, 400), 255)
@@ -170,3 +192,64 @@ def test_text_lines_are_runs_of_rows_with_blank_rows_between():
     a, b, c = g(0, 10, 20, 50), g(30, 45, 50, 90), g(60, 20, 80, 60)  # wandering: one line
     d = g(5, 100, 25, 140)  # below a blank band: the next line
     assert text_lines([d, c, b, a]) == [[a, b, c], [d]]
+
+
+def test_more_lines_asked_for_are_the_same_lines_and_more(mnist, monkeypatch):
+    """Lines are written in seeded chunks, so a set grown from n to m lines holds the same n
+    lines first: a run asked for more lines writes only the rest."""
+    from digitos.synth import lines as synth_lines
+
+    monkeypatch.setattr(synth_lines, "CHUNK", 4)
+    images, labels = mnist.train.images[:500], mnist.train.labels[:500]
+    others = torch.zeros((0, 28, 28), dtype=torch.uint8)
+    every = synth_lines.written_lines(images, labels, others, 12, seed=3, workers=1)
+    rest = synth_lines.written_lines(images, labels, others, 12, seed=3, workers=1, start=8)
+    assert len(rest) == 4
+    for (x, text), (y, same) in zip(every[8:], rest, strict=True):
+        assert text == same and torch.equal(x, y)
+    with pytest.raises(ValueError):
+        synth_lines.written_lines(images, labels, others, 12, seed=3, workers=1, start=5)
+
+
+def test_a_run_asked_for_more_lines_keeps_those_written_before(mnist_dir, tmp_path, monkeypatch):
+    from digitos.linereader import fit_lines
+    from digitos.recipes import get_recipe
+    from digitos.synth import lines as synth_lines
+    from digitos.train import TrainConfig
+
+    monkeypatch.setattr(synth_lines, "CHUNK", 4)
+    said = []
+    recipe = get_recipe("lines") | dict(epochs=1, data_dir=str(mnist_dir))
+    first = tmp_path / "first"
+    fit_lines(TrainConfig(**recipe | dict(written=8, out=str(first))), said.append)
+    before = torch.load(first / "lines.pt", weights_only=True)
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    (grown / "lines.pt").write_bytes((first / "lines.pt").read_bytes())
+    fit_lines(TrainConfig(**recipe | dict(written=12, out=str(grown))), said.append)
+    after = torch.load(grown / "lines.pt", weights_only=True)
+    assert any("8 lines written before" in s for s in said)
+    assert after["key"][0] == 12 and len(after["train"]) == 12
+    for (x, text), (y, same) in zip(before["train"], after["train"][:8], strict=True):
+        assert text == same and torch.equal(x, y)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(before["val"], after["val"], strict=True))
+
+
+def test_a_training_line_is_squeezed_or_stretched_and_keeps_its_writing():
+    import random
+
+    from digitos.linereader import augment_line
+
+    line = torch.zeros((32, 100), dtype=torch.uint8)
+    line[4:28, 10:14] = 255  # a 1
+    line[4:8, 40:70] = line[24:28, 40:70] = line[4:28, 40:44] = line[4:28, 66:70] = 255  # a 0
+    rng = random.Random(0)
+    widths = set()
+    for _ in range(50):
+        x = augment_line(line, rng)
+        assert x.dtype == torch.uint8 and x.shape[0] == 32
+        assert 79 <= x.shape[1] <= 126
+        assert (x > 127).sum() > 0.3 * (line > 127).sum()
+        widths.add(x.shape[1])
+    assert len(widths) > 10
+    assert torch.equal(augment_line(line, random.Random(1)), augment_line(line, random.Random(1)))

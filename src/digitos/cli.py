@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"aim the loss at 1 - E for the right class instead of 1, against "
                         f"overconfidence (default recipe: {DEFAULT['label_smoothing']})")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random rotation, scale and shift of each training image "
+                   help="random rotation, scale and shift of each training image; with "
+                        "--recipe lines, each line squeezed or stretched and its pen changed "
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
     p.add_argument("--distort", action=argparse.BooleanOptionalAction, default=None,
                    help="with --augment, also shear, warp and make the pen thicker or thinner: "
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add N training images again, each written by a random hand (small and "
                         "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
                         "an image is read (default: 0; recipe reader: 60000); with --recipe lines, "
-                        "the number of lines written to train the line reader (48000)")
+                        "the number of lines written to train the line reader (96000)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: as --styled)")

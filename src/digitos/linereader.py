@@ -107,6 +107,24 @@ def _batches(widths: list[int], size: int, rng: random.Random) -> list[list[int]
     return batches
 
 
+def augment_line(line: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """A training line (uint8 (32, W)) as another writer might have made it: squeezed or
+    stretched along x (0.8-1.25x: narrow and wide hands), and now and then its strokes a
+    pixel thicker or thinner (pens). Cheap enough to do per line per epoch, so each epoch
+    sees lines it has not seen, where writing more would cost minutes."""
+    x = line.float()[None, None]
+    width = max(2 * STRIDE, round(line.shape[1] * math.exp(rng.uniform(-0.223, 0.223))))
+    x = F.interpolate(x, size=(line.shape[0], width), mode="bilinear", align_corners=False)
+    pen = rng.random()
+    if pen < 0.15:  # thicker: each pixel takes the most ink of its 2x2 block
+        x = F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1)
+    elif pen < 0.3:  # thinner, unless that leaves little of the writing
+        thin = -F.max_pool2d(F.pad(-x, (0, 1, 0, 1), value=-255.0), 2, stride=1)
+        if (thin > 127).sum() > 0.4 * (x > 127).sum():
+            x = thin
+    return x[0, 0].round().clamp(0, 255).to(torch.uint8)
+
+
 def _ctc_loss(model: nn.Module, lines: list[torch.Tensor], texts: list[str],
               normalization: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch's mean CTC loss, and its scores."""
@@ -139,9 +157,12 @@ def validate(model: nn.Module, lines: list[torch.Tensor], texts: list[str],
     return {"loss": total / max(len(lines), 1), "accuracy": right / max(len(lines), 1)}
 
 
-def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
+def make_lines(cfg, log: Callable[[str], None], start: int = 0,
+               val: list | None = None) -> tuple[list, list]:
     """The run's training and validation lines, written from MNIST's training digits (the last
-    5,000 for validation) and from letters and shapes (training fonts)."""
+    5,000 for validation) and from letters and shapes (training fonts). `start`: the training
+    lines already written (the first `start` of the same seed); `val`: the validation lines,
+    if written already."""
     from .datasets import load_dataset
     from .synth.lines import written_lines
     from .synth.negatives import letters, shapes, training_fonts
@@ -154,18 +175,44 @@ def make_lines(cfg, log: Callable[[str], None]) -> tuple[list, list]:
     cut = len(images) - cfg.val_size
     others = torch.cat([letters(3000, seed=cfg.seed, fonts=training_fonts()),
                         shapes(3000, seed=cfg.seed)])
-    n_val = max(100, min(VAL_LINES, cfg.written // 10))
-    log(f"writing {cfg.written:,} training lines and {n_val:,} for validation "
+    n_val = 0 if val is not None else _val_count(cfg)
+    log(f"writing {cfg.written - start:,} training lines and {n_val:,} for validation "
         "(synth.lines: random hands, read back as reading reads them)")
-    bar = _progress(cfg.written + n_val, "writing lines", cfg.progress, unit="line")
+    bar = _progress(cfg.written - start + n_val, "writing lines", cfg.progress, unit="line")
     tick = bar.update if bar is not None else None
     train = written_lines(images[:cut], labels[:cut], others[:5000], cfg.written, cfg.seed,
-                          progress=tick)
-    val = written_lines(images[cut:], labels[cut:], others[5000:], n_val, cfg.seed + 1,
-                        progress=tick)
+                          progress=tick, start=start)
+    if val is None:
+        val = written_lines(images[cut:], labels[cut:], others[5000:], n_val, cfg.seed + 1,
+                            progress=tick)
     if bar is not None:
         bar.close()
     return train, val
+
+
+def _val_count(cfg) -> int:
+    return max(100, min(VAL_LINES, cfg.written // 10))
+
+
+def _cached_lines(cache: Path, cfg, log: Callable[[str], None]) -> tuple[list, list, bool]:
+    """The run's lines: those written before in this folder when they are the ones asked for,
+    more written when fewer of the same seed are there, all written otherwise. And whether
+    the cache must be saved again."""
+    from .synth.lines import CHUNK
+
+    key = [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+    saved = torch.load(cache, weights_only=True) if cache.exists() else {}
+    old = saved.get("key")
+    if old == key:
+        log(f"the lines written before in {cache} are read again")
+        return saved["train"], saved["val"], False
+    if (old is not None and old[1:] == key[1:] and old[0] < cfg.written and old[0] % CHUNK == 0
+            and len(saved["val"]) == _val_count(cfg)):
+        log(f"{old[0]:,} lines written before in {cache} are kept")
+        more, val = make_lines(cfg, log, start=old[0], val=saved["val"])
+        return saved["train"] + more, val, True
+    train, val = make_lines(cfg, log)
+    return train, val, True
 
 
 def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> Path:
@@ -193,17 +240,13 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
     if finished:
         return out
     # The lines are written once per folder: a resumed run, or one started again in the same
-    # folder with the same lines asked for, need not write them again (minutes of work).
-    cache, key = out / "lines.pt", [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
-    saved_lines = torch.load(cache, weights_only=True) if cache.exists() else {}
-    if saved_lines.get("key") == key:
-        train, val = saved_lines["train"], saved_lines["val"]
-        log(f"the lines written before in {cache} are read again")
-    else:
-        train, val = make_lines(cfg, log)
+    # folder with the same or more lines asked for, need not write them again (minutes of work).
+    cache = out / "lines.pt"
+    train, val, changed = _cached_lines(cache, cfg, log)
     prepare_run_dir(out, cfg.overwrite and not resume)
-    if saved_lines.get("key") != key:
-        save_checkpoint(cache, {"key": key, "train": train, "val": val})
+    if changed:
+        save_checkpoint(cache, {"key": [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir],
+                                "train": train, "val": val})
     train_lines, train_texts = [x for x, _ in train], [t for _, t in train]
     val_lines, val_texts = [x for x, _ in val], [t for _, t in val]
     widths = [x.shape[1] for x in train_lines]
@@ -237,13 +280,17 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                 model.train()
                 total, count = 0.0, 0
                 order = _batches(widths, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+                pens = random.Random(cfg.seed * 1000 + epoch + 500)
                 bar = _progress(len(order), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
                 for idx in order:
-                    loss, _ = _ctc_loss(model, [train_lines[i] for i in idx],
-                                        [train_texts[i] for i in idx], normalization)
+                    lines = [train_lines[i] for i in idx]
+                    if cfg.augment:
+                        lines = [augment_line(x, pens) for x in lines]
+                    loss, _ = _ctc_loss(model, lines, [train_texts[i] for i in idx],
+                                        normalization)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # an LSTM's rare spikes
+                    nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # CTC's rare spikes on a hard batch
                     opt.step()
                     if per_batch:
                         scheduler.step()

@@ -183,7 +183,7 @@ NUMBER_SURE = 0.7  # a number's digits read, on average, at least this surely
 CUT_SURE = 0.9  # or this surely, when they were all cut from one piece that reads as no digit
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
-LINE_SURE = 0.9  # the line reader's digits read this surely, on average, are taken as read
+LINE_SURE = 0.8  # the line reader's digits read this surely, on average, are taken as read
 
 
 @dataclass
@@ -267,20 +267,34 @@ def read_image(reader: Reader, source: str | Path | bytes, name: str | None = No
 
 
 def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
-    """One line of writing read: its digits, or "not a digit". Its pieces of ink are read one
-    by one by the digit classifier; a piece that may hold touching digits is read whole by the
-    line reader (`_segment`); then the pieces are judged as a number (`_judge`)."""
+    """One line of writing read: its digits, or "not a digit". A line of several pieces of ink
+    is read whole by the line reader first, and its reading taken when it is sure of it and
+    the classifier agrees on each digit (`_taken`). Otherwise the pieces are read one by one
+    by the digit classifier; a piece that may hold touching digits is read whole by the line
+    reader or cut (`_segment`); then the pieces are judged as a number (`_judge`)."""
     first = _read_groups(reader, ink, groups)
+    # All the writing read as one: one group is already that; several are read joined.
+    everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
+    whole: list[DigitReading] = []
+    if _has_line_reader(reader) and (len(groups) > 1 or _wide(groups[0])):
+        whole = _line_digits(reader, ink, join(groups))
+        # Several pieces are read whole first; one piece is the classifier's first
+        # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
+        if len(groups) > 1 and _taken(reader, whole, alone=False):
+            line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
+                                everything, ink.polarity, ink.size)
+            line.lines = [line_box(ink, line)]
+            return line
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
-    cut = [_segment(reader, ink, p, in_number) for p in first]
+    # One piece: the line reader has read it already, as the whole line.
+    read_whole = whole if len(groups) == 1 and _has_line_reader(reader) else None
+    cut = [_segment(reader, ink, p, in_number, read_whole) for p in first]
     if len(first) > 1 and not in_number and any(not d.not_a_digit for c in cut for d in c):
         # Digits came out of cutting one piece (a "23" pushed together): the pieces left
         # whole now stand beside digits too (a "11" pushed together beside it).
         cut = [_segment(reader, ink, p, True) if len(c) == 1 and c[0] is p and p.not_a_digit else c
                for p, c in zip(first, cut, strict=True)]
-    # All the writing read as one: one group is already that; several are read joined.
-    everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
     lone_stroke = len(groups) == 1 and first[0].not_a_digit
     pieces, digits, not_digit = _judge([d for c in cut for d in c], everything, lone_stroke)
     if not_digit and len(first) > 1:
@@ -292,18 +306,31 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
             if not judged[2]:
                 pieces, digits, not_digit = judged
                 break
-    if not_digit and _has_line_reader(reader) and (len(groups) > 1 or len(first) == 1
-                                                        and _wide(groups[0])):
+    if not_digit and len(whole) > 1 and _surety(whole) >= LINE_SURE:
         # Judged piece by piece, not a number; read whole, surely digits: the line reader,
         # which learned whole lines (and to read letters and doodles as nothing), decides.
-        whole = _line_digits(reader, ink, join(groups))
-        if len(whole) > 1 and _surety(whole) >= LINE_SURE:
-            pieces, digits, not_digit = whole, whole, False
+        pieces, digits, not_digit = whole, whole, False
     number = "".join(d.reading.digit for d in digits)
     line = ImageReading(number, digits, pieces, not_digit, everything, ink.polarity, ink.size)
     if not not_digit:
         line.lines = [line_box(ink, line)]
     return line
+
+
+def _taken(reader: Reader, parts: list[DigitReading], alone: bool) -> bool:
+    """Whether the line reader's reading of some writing is taken as it reads: two digits or
+    more, read surely (LINE_SURE on average), and the classifier, shown each digit's ink,
+    finds the same digit likeliest (a long stroke of one digit, a 2's base under a 3, read as
+    one digit more is not taken). One piece of ink read only as 1s (an n, an H, a comb) is not."""
+    if len(parts) < 2 or _surety(parts) < LINE_SURE:
+        return False
+    if alone and all(p.reading.digit == "1" for p in parts):
+        return False
+    # The classifier's likeliest *digit*: a digit's ink cut from touching ones holds bits of
+    # its neighbours, which the classifier, asked, calls "not a digit".
+    seen = reader.read_many(torch.stack([p.pixels for p in parts]))
+    return all(str(int(np.argmax(r.digit_probabilities()))) == p.reading.digit
+               for r, p in zip(seen, parts, strict=True))
 
 
 def _has_line_reader(reader: Reader) -> bool:
@@ -416,8 +443,8 @@ def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitRea
             for r, p, g in zip(readings, pixels, groups, strict=True)]
 
 
-def _segment(reader: Reader, ink: Ink, piece: DigitReading,
-             in_number: bool = False) -> list[DigitReading]:
+def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = False,
+             read_whole: list[DigitReading] | None = None) -> list[DigitReading]:
     """Touching digits cut apart: the cuts whose pieces read most surely, or no cut at all.
 
     Cuts are paths that wind between the digits through the least ink (`ink.cut_paths`).
@@ -439,14 +466,9 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading,
     if _has_line_reader(reader):
         # The line reader reads the piece whole: where one digit ends and the next begins is
         # what it learned. Read surely, that is the answer; else the cut paths are tried.
-        parts = _line_digits(reader, ink, piece.group)
-        if len(parts) >= 2 and _surety(parts) >= LINE_SURE and (
-                in_number or not all(p.reading.digit == "1" for p in parts)):
-            # Taken when the classifier, shown each digit's ink, reads the same digits: a
-            # long stroke of one digit (a 2's base run under a 3) read as a digit more is not.
-            seen = reader.read_many(torch.stack([p.pixels for p in parts]))
-            if all(r.digit == p.reading.digit for r, p in zip(seen, parts, strict=True)):
-                return parts
+        parts = read_whole if read_whole is not None else _line_digits(reader, ink, piece.group)
+        if _taken(reader, parts, alone=not in_number):
+            return parts
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
     # Beside other digits, every valley is a cut to try (digits pushed together); alone,

@@ -56,13 +56,13 @@ def _scaled(piece: np.ndarray, height: int, stretch: float, slant: float) -> np.
 
 
 def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
-             touch: float = 0.25) -> Line:
+             touch: float = 0.25, gaps: tuple[float, float] = (-0.15, 0.7)) -> Line:
     """Digits (or other marks: uint8 28x28 images, ink 255) written as one line.
 
     Each gets its own height (±15% of the line's), baseline (±8%), width (0.8-1.25x) and a
-    slant shared by the line (writers lean one way) with a little of its own; a gap of -0.15
-    to 0.7 of the height before it, or, with probability `touch`, pushed left until its ink
-    meets its neighbour's.
+    slant shared by the line (writers lean one way) with a little of its own; a gap of
+    `gaps` times the height before it (negative: overlapping), or, with probability `touch`,
+    pushed left until its ink meets its neighbour's.
     """
     height = HEIGHT
     slant = float(rng.uniform(-0.25, 0.35))
@@ -89,7 +89,7 @@ def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
         np.maximum(region, p, out=region)
         cols = np.nonzero((p > 0.3).any(0))[0]
         spans.append((x + int(cols[0]), x + int(cols[-1]) + 1))
-        x += p.shape[1] + int(rng.uniform(-0.15, 0.7) * height)
+        x += p.shape[1] + int(rng.uniform(*gaps) * height)
     ys, xs = np.nonzero(canvas > 0.05)
     top, left = max(0, ys.min() - 2), max(0, xs.min() - 2)
     ink = canvas[top: ys.max() + 3, left: xs.max() + 3]
@@ -175,18 +175,12 @@ def line_input(data: bytes) -> torch.Tensor | None:
 
 MOST_DIGITS = 8
 NO_DIGITS = 0.12  # this share of lines are letters and doodles: their reading is empty
+CHUNK = 250  # lines written per task, each task with its own seed
 
 
-def random_line(digits: np.ndarray, labels: np.ndarray, others: np.ndarray,
-                rng: np.random.Generator, count: int | None = None) -> Line:
-    """1-MOST_DIGITS digits (or `count`) drawn from `digits` (uint8 (N, 28, 28)), a third of
-    those whose digit has styles redrawn in one; or, NO_DIGITS of the time when `others` are
-    given, 1-4 marks from them (letters, shapes) with an empty text."""
-    if len(others) and rng.random() < NO_DIGITS:
-        pick = rng.integers(0, len(others), int(rng.integers(1, 5)))
-        return line_ink([others[i] for i in pick], "", rng, touch=0.3)
-    n = count or int(rng.integers(1, MOST_DIGITS + 1))
-    pick = rng.integers(0, len(digits), n)
+def _styled(digits: np.ndarray, labels: np.ndarray, pick: np.ndarray,
+            rng: np.random.Generator) -> list[np.ndarray]:
+    """The picked digits, a third of those whose digit has styles redrawn in one."""
     pieces = []
     for i in pick:
         img, label = digits[i], int(labels[i])
@@ -195,8 +189,34 @@ def random_line(digits: np.ndarray, labels: np.ndarray, others: np.ndarray,
             done = STYLES[names[int(rng.integers(len(names)))]][1](img.copy(), rng)
             img = img if done is None else done
         pieces.append(img)
+    return pieces
+
+
+def random_line(digits: np.ndarray, labels: np.ndarray, others: np.ndarray,
+                rng: np.random.Generator, count: int | None = None) -> Line:
+    """1-MOST_DIGITS digits (or `count`) drawn from `digits` (uint8 (N, 28, 28)), a third of
+    those whose digit has styles redrawn in one, at gaps from overlapping to wide; or,
+    NO_DIGITS of the time when `others` are given, 1-4 marks from them (letters, shapes) with
+    an empty text. Harder than most writing on purpose: a reader learns from the hard cases."""
+    if len(others) and rng.random() < NO_DIGITS:
+        pick = rng.integers(0, len(others), int(rng.integers(1, 5)))
+        return line_ink([others[i] for i in pick], "", rng, touch=0.3)
+    n = count or int(rng.integers(1, MOST_DIGITS + 1))
+    pick = rng.integers(0, len(digits), n)
     touch = float(rng.choice([0.0, 0.3, 0.7]))
-    return line_ink(pieces, "".join(str(int(labels[i])) for i in pick), rng, touch)
+    return line_ink(_styled(digits, labels, pick, rng),
+                    "".join(str(int(labels[i])) for i in pick), rng, touch)
+
+
+def random_number(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                  count: int) -> Line:
+    """`count` different digits from `digits`, a third of the styled ones redrawn in a style,
+    written as people write a number: gaps of 0.1-0.6 of the height, one neighbour in five
+    pushed until it touches (as the numbers benchmark's drawings are)."""
+    pick = rng.choice(len(digits), size=count, replace=False)
+    return line_ink(_styled(digits, labels, pick, rng),
+                    "".join(str(int(labels[i])) for i in pick), rng, touch=0.2,
+                    gaps=(0.1, 0.6))
 
 
 def _read_chunk(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]
@@ -215,13 +235,18 @@ def _read_chunk(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]
 
 
 def written_lines(digits: torch.Tensor, labels: torch.Tensor, others: torch.Tensor, n: int,
-               seed: int = 0, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> list[tuple[torch.Tensor, str]]:
+                  seed: int = 0, workers: int | None = None,
+                  progress: Callable[[int], None] | None = None,
+                  start: int = 0) -> list[tuple[torch.Tensor, str]]:
     """n lines made from `digits` and `others` (uint8 (N, 28, 28)), each written by a random
     hand, saved and read back: (uint8 (32, W) line, its digits). The same seed gives the same
-    lines whatever the number of worker processes (default: one per core)."""
+    lines whatever the number of worker processes (default: one per core). Lines are written
+    in chunks of CHUNK, each from its own seed, so `start` (a multiple of CHUNK) returns only
+    lines start..n-1 of the same n: a set of lines can be grown without writing it again."""
+    if start % CHUNK:
+        raise ValueError(f"start must be a multiple of {CHUNK}")
     tasks = [(digits.numpy(), labels.numpy(), others.numpy(), min(CHUNK, n - s), seed, s // CHUNK)
-             for s in range(0, n, CHUNK)]
+             for s in range(start, n, CHUNK)]
     workers = workers or os.cpu_count() or 1
     import multiprocessing as mp
 
@@ -243,5 +268,3 @@ def written_lines(digits: torch.Tensor, labels: torch.Tensor, others: torch.Tens
                 progress(len(done))
     return out
 
-
-CHUNK = 250  # lines written per task, each task with its own seed
