@@ -9,28 +9,13 @@ Starts `digitos serve` on a free port, writes "2026" on the wide pad in a real C
 from __future__ import annotations
 
 import argparse
-import math
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-
-def strokes() -> list[list[tuple[float, float]]]:
-    def two(x0):
-        return [[(x0 + 12, 95), (x0 + 35, 65), (x0 + 70, 62), (x0 + 92, 90), (x0 + 85, 130),
-                 (x0 + 50, 175), (x0 + 15, 228), (x0 + 60, 228), (x0 + 132, 226)]]
-
-    def zero(x0):
-        return [[(x0 + 55 + 48 * math.sin(t / 16 * 2 * math.pi),
-                  145 - 85 * math.cos(t / 16 * 2 * math.pi)) for t in range(17)]]
-
-    def six(x0):
-        return [[(x0 + 85, 62), (x0 + 50, 95), (x0 + 25, 150), (x0 + 25, 205), (x0 + 50, 232),
-                 (x0 + 80, 225), (x0 + 92, 190), (x0 + 75, 160), (x0 + 45, 158), (x0 + 25, 185)]]
-
-    return two(14) + zero(124) + two(214) + six(322)
+from digitos.synth.drawings import year_strokes
 
 
 def main() -> None:
@@ -59,7 +44,7 @@ def main() -> None:
             page.goto(url)
             page.click("#shape")
             box = page.locator("#pad").bounding_box()
-            for stroke in strokes():
+            for stroke in year_strokes():
                 page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
                 page.mouse.down()
                 for x, y in stroke[1:]:

@@ -1,7 +1,6 @@
 """The web app: API tests against the real app, and one real browser drawing on the page."""
 
 import base64
-import math
 import os
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from PIL import Image
 from scipy import ndimage
 from test_preprocess import paper_drawing, png
 
+from digitos.synth.drawings import year_strokes
 from digitos.web.server import MAX_BODY, create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -200,23 +200,6 @@ def test_writing_a_two_digit_number_on_the_wide_pad(server, browser, tmp_path):
         return n; }""")
     assert green > 500
     page.close()
-
-
-def year_strokes() -> list[list[tuple[float, float]]]:
-    """'2026' on the wide pad (560x280), each digit's ink running into the next one's."""
-    def two(x0):
-        return [[(x0 + 12, 95), (x0 + 35, 65), (x0 + 70, 62), (x0 + 92, 90), (x0 + 85, 130),
-                 (x0 + 50, 175), (x0 + 15, 228), (x0 + 60, 228), (x0 + 132, 226)]]
-
-    def zero(x0):
-        return [[(x0 + 55 + 48 * math.sin(t / 16 * 2 * math.pi),
-                  145 - 85 * math.cos(t / 16 * 2 * math.pi)) for t in range(17)]]
-
-    def six(x0):
-        return [[(x0 + 85, 62), (x0 + 50, 95), (x0 + 25, 150), (x0 + 25, 205), (x0 + 50, 232),
-                 (x0 + 80, 225), (x0 + 92, 190), (x0 + 75, 160), (x0 + 45, 158), (x0 + 25, 185)]]
-
-    return two(14) + zero(124) + two(214) + six(322)
 
 
 def test_a_year_written_with_touching_digits_gets_four_boxes(server, browser, tmp_path):

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import cpu_state, make_checkpoint, save_checkpoint
+from .checkpoint import make_checkpoint, save_checkpoint
 from .errors import DigitosError
 
 STRIDE = 2  # input columns per output column of LineNet
@@ -194,25 +194,31 @@ def _val_count(cfg) -> int:
     return max(100, min(VAL_LINES, cfg.written // 10))
 
 
-def _cached_lines(cache: Path, cfg, log: Callable[[str], None]) -> tuple[list, list, bool]:
+def _lines_key(cfg) -> list:
+    """What the written lines depend on: kept beside them, checked before they are reused."""
+    return [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+
+
+def _cached_lines(cache: Path, cfg, log: Callable[[str], None]) -> tuple[list, list, list | None]:
     """The run's lines: those written before in this folder when they are the ones asked for,
-    more written when fewer of the same seed are there, all written otherwise. And whether
-    the cache must be saved again."""
+    more written when fewer of the same seed are there, all written otherwise. And the key to
+    save them under, or None when they are saved already. (The key is taken before writing:
+    writing fills in `cfg.data_dir` when it was left to the default.)"""
     from .synth.lines import CHUNK
 
-    key = [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+    key = _lines_key(cfg)
     saved = torch.load(cache, weights_only=True) if cache.exists() else {}
     old = saved.get("key")
     if old == key:
         log(f"the lines written before in {cache} are read again")
-        return saved["train"], saved["val"], False
+        return saved["train"], saved["val"], None
     if (old is not None and old[1:] == key[1:] and old[0] < cfg.written and old[0] % CHUNK == 0
             and len(saved["val"]) == _val_count(cfg)):
         log(f"{old[0]:,} lines written before in {cache} are kept")
         more, val = make_lines(cfg, log, start=old[0], val=saved["val"])
-        return saved["train"] + more, val, True
+        return saved["train"] + more, val, key
     train, val = make_lines(cfg, log)
-    return train, val, True
+    return train, val, key
 
 
 def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> Path:
@@ -223,11 +229,14 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
         _progress,
         _signals_as_interrupts,
         _write_config,
-        _write_history,
+        epoch_row,
+        load_resume,
         make_optimizer,
         make_scheduler,
         open_run,
         prepare_run_dir,
+        resume_state,
+        save_epoch,
         stopped,
     )
 
@@ -242,11 +251,10 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
     # The lines are written once per folder: a resumed run, or one started again in the same
     # folder with the same or more lines asked for, need not write them again (minutes of work).
     cache = out / "lines.pt"
-    train, val, changed = _cached_lines(cache, cfg, log)
+    train, val, key = _cached_lines(cache, cfg, log)
     prepare_run_dir(out, cfg.overwrite and not resume)
-    if changed:
-        save_checkpoint(cache, {"key": [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir],
-                                "train": train, "val": val})
+    if key is not None:
+        save_checkpoint(cache, {"key": key, "train": train, "val": val})
     train_lines, train_texts = [x for x, _ in train], [t for _, t in train]
     val_lines, val_texts = [x for x, _ in val], [t for _, t in val]
     widths = [x.shape[1] for x in train_lines]
@@ -262,13 +270,7 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
     history: list[dict] = []
     best_val_loss, start = math.inf, 0
     if resume:
-        saved = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
-        r = saved["resume"]
-        model.load_state_dict(r["model"])
-        opt.load_state_dict(r["optimizer"])
-        if scheduler is not None and r.get("scheduler") is not None:
-            scheduler.load_state_dict(r["scheduler"])
-        history, best_val_loss, start = list(r["history"]), float(r["best_val_loss"]), saved["epoch"]
+        _, history, best_val_loss, start = load_resume(out, model, opt, scheduler)
     config = asdict(cfg) | {"train_lines": len(train_lines), "val_lines": len(val_lines)}
     _write_config(out, config, "running")
     log(f"training {cfg.model} on {len(train_lines):,} lines, validating on {len(val_lines):,}; "
@@ -304,10 +306,7 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                     scheduler.step()
                 train_seconds = time.perf_counter() - t0
                 val = validate(model, val_lines, val_texts, normalization)
-                row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val["loss"],
-                       "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
-                       "train_seconds": round(train_seconds, 3),
-                       "seconds": round(time.perf_counter() - t0, 3)}
+                row = epoch_row(epoch, total / max(count, 1), val, opt, train_seconds, t0)
                 history.append(row)
                 log(f"{time.strftime('%H:%M:%S')} - Epoch: {epoch}/{cfg.epochs}, "
                     f"Train Loss: {row['train_loss']:.6f}, Val Loss: {val['loss']:.6f}, "
@@ -318,15 +317,9 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
                 improved = val["loss"] < best_val_loss
                 if improved:
                     best_val_loss = val["loss"]
-                last = ckpt | {"resume": {
-                    "model": cpu_state(model), "optimizer": opt.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": history, "best_val_loss": best_val_loss}}
-                with signals.deferred():
-                    if improved:
-                        save_checkpoint(out / "best.pt", ckpt)
-                    _write_history(out, history)
-                    save_checkpoint(out / "last.pt", last)
+                last = ckpt | {"resume": resume_state(model, opt, scheduler, history,
+                                                      best_val_loss)}
+                save_epoch(out, signals, ckpt if improved else None, last, history)
         except KeyboardInterrupt:
             return stopped(out, cfg, config, signals, log)
     _write_config(out, config, "finished")

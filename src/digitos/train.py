@@ -428,17 +428,11 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     best_val_loss = math.inf
     start = 0
     if resume:
-        saved = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
-        r = saved["resume"]
-        model.load_state_dict(r["model"])
+        r, history, best_val_loss, start = load_resume(out, model, opt, scheduler)
         if ema is not None and r.get("ema") is not None:
             ema.model.load_state_dict(r["ema"])
             ema.steps = int(r["ema_steps"])
-        opt.load_state_dict(r["optimizer"])
-        if scheduler is not None and r.get("scheduler") is not None:
-            scheduler.load_state_dict(r["scheduler"])
         _set_rng(r["rng"][rank] if rank < len(r["rng"]) else r["rng"][0], train_batches, device)
-        history, best_val_loss, start = list(r["history"]), float(r["best_val_loss"]), saved["epoch"]
     forward: Callable[[torch.Tensor], torch.Tensor] = train_model
     full_steps = len(splits.train) // per_rank_batch * (cfg.epochs - start)
     if device.type == "cuda" and world == 1 and not cfg.compile and full_steps >= GRAPH_STEPS:
@@ -501,10 +495,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                     val = metrics_from_logits(
                         split_logits(kept, splits.val, normalization, device, tta=cfg.tta),
                         splits.val.labels, classes)
-                    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
-                           "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
-                           "train_seconds": round(train_seconds, 3),
-                           "seconds": round(time.perf_counter() - t0, 3)}
+                    row = epoch_row(epoch, train_loss, val, opt, train_seconds, t0)
                     history.append(row)
                     log(f"{time.strftime('%H:%M:%S')} - Epoch: {epoch}/{cfg.epochs}, "
                         f"Train Loss: {train_loss:.8f}, Val Loss: {val['loss']:.8f}, "
@@ -517,27 +508,11 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
                         best_val_loss = val["loss"]
                 rngs = _gather_rng(train_batches, device, world)
                 if main:
-                    last = ckpt | {"resume": {
-                        "model": cpu_state(model),
-                        "ema": ema.model.state_dict() if ema is not None else None,
-                        "ema_steps": ema.steps if ema is not None else 0,
-                        "optimizer": opt.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": rngs, "history": history, "best_val_loss": best_val_loss}}
-                    # One consistent state per epoch: best.pt, then metrics and plots, then last.pt,
-                    # which is what a resumed run starts from. A signal waits for the writes to end.
-                    with signals.deferred():
-                        try:
-                            if improved:
-                                save_checkpoint(out / "best.pt", ckpt)
-                            _write_history(out, history)
-                            save_checkpoint(out / "last.pt", last)
-                        except OSError as e:
-                            kept_epoch = run_status(out).epoch
-                            raise DigitosError(
-                                f"cannot write the run folder {out}: {e.strerror or e}; "
-                                + (f"{out / 'last.pt'} (epoch {kept_epoch}) is kept" if kept_epoch
-                                   else "no checkpoint had been written yet")) from None
+                    last = ckpt | {"resume": resume_state(
+                        model, opt, scheduler, history, best_val_loss,
+                        ema=ema.model.state_dict() if ema is not None else None,
+                        ema_steps=ema.steps if ema is not None else 0, rng=rngs)}
+                    save_epoch(out, signals, ckpt if improved else None, last, history)
                     if improved:
                         log(f"Saving best.pt for epoch {epoch} with validation loss {val['loss']:.8f}")
                     if on_epoch_end is not None:
@@ -831,6 +806,56 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "batch"):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, unit=unit, dynamic_ncols=True)
+
+
+def load_resume(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                scheduler) -> tuple[dict, list[dict], float, int]:
+    """A run's last.pt loaded into its model, optimizer and scheduler: its resume state (for
+    what else a loop keeps there), history, lowest validation loss and last epoch."""
+    saved = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+    r = saved["resume"]
+    model.load_state_dict(r["model"])
+    opt.load_state_dict(r["optimizer"])
+    if scheduler is not None and r.get("scheduler") is not None:
+        scheduler.load_state_dict(r["scheduler"])
+    return r, list(r["history"]), float(r["best_val_loss"]), int(saved["epoch"])
+
+
+def resume_state(model: nn.Module, opt: torch.optim.Optimizer, scheduler, history: list[dict],
+                 best_val_loss: float, **more) -> dict:
+    """What last.pt keeps to resume a run from (`load_resume`), and `more` a loop needs."""
+    return {"model": cpu_state(model), "optimizer": opt.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "history": history, "best_val_loss": best_val_loss} | more
+
+
+def epoch_row(epoch: int, train_loss: float, val: dict, opt: torch.optim.Optimizer,
+              train_seconds: float, t0: float) -> dict:
+    """An epoch's row of metrics.csv (`val`: its validation loss and accuracy; `t0`: when the
+    epoch began)."""
+    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+            "train_seconds": round(train_seconds, 3),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def save_epoch(out: Path, signals: _Signals, best: dict | None, last: dict,
+               history: list[dict]) -> None:
+    """One consistent state per epoch: best.pt (when `best` is given), then metrics and plots,
+    then last.pt, which is what a resumed run starts from. A signal waits for the writes to
+    end; a disk that refuses them is one line, saying which epoch's last.pt is kept."""
+    with signals.deferred():
+        try:
+            if best is not None:
+                save_checkpoint(out / "best.pt", best)
+            _write_history(out, history)
+            save_checkpoint(out / "last.pt", last)
+        except OSError as e:
+            kept_epoch = run_status(out).epoch
+            raise DigitosError(
+                f"cannot write the run folder {out}: {e.strerror or e}; "
+                + (f"{out / 'last.pt'} (epoch {kept_epoch}) is kept" if kept_epoch
+                   else "no checkpoint had been written yet")) from None
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

@@ -8,6 +8,7 @@ JPEG or a transparent PNG. A model that reads these as well as MNIST itself read
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,3 +158,21 @@ def render_number(digits: torch.Tensor, labels: list[int], rng: np.random.Genera
     out.save(buf, format="JPEG" if fmt == "jpeg" else "PNG",
              **({"quality": int(rng.integers(60, 95))} if fmt == "jpeg" else {}))
     return NumberDrawing(buf.getvalue(), fmt, "".join(str(v) for v in labels), touching)
+
+
+def year_strokes() -> list[list[tuple[float, float]]]:
+    """'2026' as pen strokes on the drawing page's wide pad (560x280), each digit's ink running
+    into the next one's: what a browser test and the docs' picture of the page write."""
+    def two(x0):
+        return [[(x0 + 12, 95), (x0 + 35, 65), (x0 + 70, 62), (x0 + 92, 90), (x0 + 85, 130),
+                 (x0 + 50, 175), (x0 + 15, 228), (x0 + 60, 228), (x0 + 132, 226)]]
+
+    def zero(x0):
+        return [[(x0 + 55 + 48 * math.sin(t / 16 * 2 * math.pi),
+                  145 - 85 * math.cos(t / 16 * 2 * math.pi)) for t in range(17)]]
+
+    def six(x0):
+        return [[(x0 + 85, 62), (x0 + 50, 95), (x0 + 25, 150), (x0 + 25, 205), (x0 + 50, 232),
+                 (x0 + 80, 225), (x0 + 92, 190), (x0 + 75, 160), (x0 + 45, 158), (x0 + 25, 185)]]
+
+    return two(14) + zero(124) + two(214) + six(322)
