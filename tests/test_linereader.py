@@ -7,8 +7,10 @@ import pytest
 import torch
 from conftest import run_cli
 from PIL import Image
+from scipy import ndimage
 from test_preprocess import png
 
+from digitos.errors import DigitosError
 from digitos.linereader import BLANK, STRIDE, decode, to_batch
 from digitos.predict import SHIPPED_CHECKPOINT
 
@@ -253,3 +255,62 @@ def test_a_training_line_is_squeezed_or_stretched_and_keeps_its_writing():
         widths.add(x.shape[1])
     assert len(widths) > 10
     assert torch.equal(augment_line(line, random.Random(1)), augment_line(line, random.Random(1)))
+
+
+def test_a_hairline_pen_thins_every_stroke_and_erases_none(mnist):
+    """A thin pen thins each stroke against its own width: a digit written with thinner strokes
+    than its neighbours keeps them all (eroding the whole line alike left such a digit as a few
+    dots, and the number could not be read by anyone)."""
+    from digitos.synth.lines import _pen, line_ink
+
+    images = mnist.test.images
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pick = rng.integers(0, len(images), 4)
+        line = line_ink([images[i].numpy() for i in pick], "", rng, touch=0.0, gaps=(0.3, 0.5))
+        # One digit's strokes made half as wide as the others': the line's pens differ.
+        a, b = line.spans[1]
+        part = line.ink[:, a:b]
+        line.ink[:, a:b] = ndimage.binary_erosion(part >= 0.5, iterations=1) * part
+        thin = _pen(line.ink, 0.35)
+        assert 0.15 * (line.ink >= 0.5).sum() < thin.sum() < 0.75 * (line.ink >= 0.5).sum()
+        for a, b in line.spans:
+            eight = np.ones((3, 3))  # a hairline's pixels meet at corners too
+            before = ndimage.label(line.ink[:, a:b] >= 0.5, eight)[1]
+            count = ndimage.label(thin[:, a:b] >= 0.5, eight)[1]
+            assert (thin[:, a:b] >= 0.5).sum() > 0.1 * (line.ink[:, a:b] >= 0.5).sum()
+            assert count <= before + 2  # a stroke may break where it was narrowest, not crumble
+
+
+def test_a_line_reader_starts_from_the_weights_it_is_given(mnist_dir, tmp_path):
+    from digitos.checkpoint import read_checkpoint
+    from digitos.linereader import fit_lines
+    from digitos.recipes import get_recipe
+    from digitos.train import TrainConfig
+
+    recipe = get_recipe("lines") | dict(epochs=1, data_dir=str(mnist_dir), written=8)
+    first = fit_lines(TrainConfig(**recipe | dict(out=str(tmp_path / "a"), seed=1)), print)
+    start = read_checkpoint(first / "last.pt")["state_dict"]
+    # lr near nothing: the weights after an epoch are the ones it started from.
+    again = fit_lines(TrainConfig(**recipe | dict(out=str(tmp_path / "b"), seed=2, lr=1e-12,
+                                                  init=str(first / "last.pt"))), print)
+    after = read_checkpoint(again / "last.pt")["state_dict"]
+    fresh = fit_lines(TrainConfig(**recipe | dict(out=str(tmp_path / "c"), seed=2, lr=1e-12)),
+                      print)
+    other = read_checkpoint(fresh / "last.pt")["state_dict"]
+    conv = "head.weight"
+    assert torch.allclose(after[conv], start[conv], atol=1e-6)
+    assert not torch.allclose(other[conv], start[conv], atol=1e-3)
+
+
+def test_a_line_reader_refuses_a_digit_classifier_to_start_from(mnist_dir, tmp_path):
+    from digitos.linereader import fit_lines
+    from digitos.recipes import get_recipe
+    from digitos.train import TrainConfig
+
+    digits = str(SHIPPED_CHECKPOINT)  # the shipped digit classifier
+    cfg = TrainConfig(**get_recipe("lines") | dict(epochs=1, data_dir=str(mnist_dir), written=8,
+                                                   out=str(tmp_path / "run"), init=digits))
+    with pytest.raises(DigitosError, match="--init"):
+        fit_lines(cfg, print)
+    assert not (tmp_path / "run").exists()  # refused before a line was written

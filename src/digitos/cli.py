@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
                         "an image is read (default: 0; recipe reader: 60000); with --recipe lines, "
                         "the number of lines written to train the line reader (96000)")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights instead of random ones (a model "
+                        "of the same architecture and classes: trained on, not from scratch)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: as --styled)")
@@ -461,7 +464,7 @@ def cmd_train(args) -> int:
         limit_val=args.limit_val, limit_test=args.limit_test, device=args.device, out=args.out,
         overwrite=args.overwrite or None, channels_last=args.channels_last,
         compile=args.compile or None, progress=False if args.quiet else None,
-        extra=args.extra,
+        extra=args.extra, init=args.init,
     )
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):

@@ -237,6 +237,7 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
         prepare_run_dir,
         resume_state,
         save_epoch,
+        start_from,
         stopped,
     )
 
@@ -244,7 +245,10 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
         raise DigitosError("--epochs, --batch-size and --written (lines) must be at least 1, "
                            "--lr above 0")
     entry = get_entry(cfg.model)
-    create_model(cfg.model, **cfg.model_args)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **cfg.model_args)
+    if cfg.init and not resume:  # checked before minutes of writing lines
+        start_from(model, cfg.init, LINE_CLASSES)
     out, finished = open_run(cfg, resume, log)
     if finished:
         return out
@@ -259,8 +263,6 @@ def fit_lines(cfg, log: Callable[[str], None] = print, resume: bool = False) -> 
     val_lines, val_texts = [x for x, _ in val], [t for _, t in val]
     widths = [x.shape[1] for x in train_lines]
 
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, **cfg.model_args)
     normalization = entry.normalization
     opt = make_optimizer(cfg, model.parameters())
     steps = math.ceil(len(train_lines) / cfg.batch_size)
