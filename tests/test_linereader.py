@@ -314,3 +314,40 @@ def test_a_line_reader_refuses_a_digit_classifier_to_start_from(mnist_dir, tmp_p
     with pytest.raises(DigitosError, match="--init"):
         fit_lines(cfg, print)
     assert not (tmp_path / "run").exists()  # refused before a line was written
+
+
+def test_a_line_is_taken_as_most_of_its_stretches_read_it():
+    from digitos.linereader import LineDigit, _agreed
+
+    def reading(text: str, at: int) -> list[LineDigit]:
+        return [LineDigit(int(c), 0.9, [0.01] * 10, (at + 10 * k, at + 10 * k + 8))
+                for k, c in enumerate(text)]
+
+    stretches = (0.9, 1.0, 1.12)
+    # Two stretches agree against the line's own width: their reading, and its columns.
+    taken = _agreed([reading("57", 1), reading("51", 2), reading("57", 3)], stretches)
+    assert [d.digit for d in taken] == [5, 7] and taken[0].columns[0] == 1
+    # The own width among the agreeing ones: its own columns.
+    taken = _agreed([reading("57", 1), reading("57", 2), reading("51", 3)], stretches)
+    assert [d.digit for d in taken] == [5, 7] and taken[0].columns[0] == 2
+    # No two agree: the line's own width.
+    taken = _agreed([reading("57", 1), reading("51", 2), reading("5", 3)], stretches)
+    assert [d.digit for d in taken] == [5, 1]
+
+
+def test_stretched_readings_come_back_in_the_lines_own_columns(mnist, line_reader_present):
+    from digitos.linereader import read_lines
+    from digitos.preprocess import line_to_input
+
+    reader = line_reader_present
+    images, labels = mnist.test.images, mnist.test.labels
+    ink = np.concatenate([images[i].numpy() for i in range(4)], axis=1).astype(np.float32) / 255
+    x = line_to_input(ink)
+    norm = tuple(reader.line_meta["normalization"])
+    alone = read_lines(reader.line_model, [x], norm, stretches=(1.0,))[0]
+    wide = read_lines(reader.line_model, [x], norm, stretches=(1.12,))[0]
+    assert "".join(str(d.digit) for d in alone) == "".join(str(int(v)) for v in labels[:4])
+    assert [d.digit for d in wide] == [d.digit for d in alone]
+    for a, b in zip(alone, wide, strict=True):  # the same digit, about the same place
+        assert abs(a.columns[0] - b.columns[0]) <= 6 and abs(a.columns[1] - b.columns[1]) <= 6
+        assert 0 <= b.columns[0] < b.columns[1] <= x.shape[1]

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -83,15 +83,74 @@ def to_batch(lines: list[torch.Tensor],
     return batch, lengths
 
 
+# Test-time stretches: a line read unsurely is also read as a narrower and a wider hand would
+# have written it, and the reading two of the three agree on is taken (squeezing or stretching
+# moves where the columns fall on the strokes, and a misreading seldom survives all three).
+STRETCHES = (0.9, 1.0, 1.12)
+SURE_WITHOUT_STRETCHES = 0.99  # a line read this surely (its digits' geometric mean) is not
+
+
+def stretch(line: torch.Tensor, factor: float) -> torch.Tensor:
+    """A line (uint8 (32, W)) squeezed or stretched along x by `factor`."""
+    if factor == 1.0:
+        return line
+    width = max(2 * STRIDE, round(line.shape[1] * factor))
+    x = F.interpolate(line.float()[None, None], size=(line.shape[0], width), mode="bilinear",
+                      align_corners=False)
+    return x[0, 0].round().clamp(0, 255).to(torch.uint8)
+
+
 @torch.inference_mode()
-def read_lines(model: nn.Module, lines: list[torch.Tensor],
-               normalization: tuple[float, float]) -> list[list[LineDigit]]:
-    """Lines (uint8 (32, W_i)) read in one pass: the digits of each."""
+def read_lines(model: nn.Module, lines: list[torch.Tensor], normalization: tuple[float, float],
+               stretches: tuple[float, ...] = STRETCHES) -> list[list[LineDigit]]:
+    """Lines (uint8 (32, W_i)) read in one pass: the digits of each. A line read less surely
+    than SURE_WITHOUT_STRETCHES is read again at each of `stretches` and the reading most of
+    them agree on is taken (at the line's own width when that is among them); with no
+    majority, the reading at its own width. Columns are the line's own."""
     if not lines:
         return []
-    batch, lengths = to_batch(lines, normalization)
+    read = _read_once(model, lines, normalization, 1.0)
+    unsure = [i for i, r in enumerate(read) if len(stretches) > 1 and _surety(r) < SURE_WITHOUT_STRETCHES]
+    if unsure:
+        others = [f for f in stretches if f != 1.0]
+        again = [_read_once(model, [lines[i] for i in unsure], normalization, f) for f in others]
+        for k, i in enumerate(unsure):
+            reads = [read[i] if f == 1.0 else again[others.index(f)][k] for f in stretches]
+            read[i] = _agreed(reads, stretches)
+    return read
+
+
+def _read_once(model: nn.Module, lines: list[torch.Tensor], normalization: tuple[float, float],
+               factor: float) -> list[list[LineDigit]]:
+    """Lines read as squeezed or stretched by `factor`, in their own columns."""
+    variants = [stretch(x, factor) for x in lines]
+    batch, lengths = to_batch(variants, normalization)
     scores = model(batch)
-    return [decode(scores[i, : lengths[i]], lines[i].shape[1]) for i in range(len(lines))]
+    out = []
+    for k, (line, x) in enumerate(zip(lines, variants, strict=True)):
+        digits = decode(scores[k, : lengths[k]], x.shape[1])
+        out.append([replace(d, columns=(min(round(d.columns[0] / factor), line.shape[1]),
+                                        min(round(d.columns[1] / factor), line.shape[1])))
+                    for d in digits])
+    return out
+
+
+def _surety(digits: list[LineDigit]) -> float:
+    """The geometric mean of the digits' confidences (1 for no digits: nothing to doubt)."""
+    if not digits:
+        return 1.0
+    return math.exp(sum(math.log(max(d.confidence, 1e-6)) for d in digits) / len(digits))
+
+
+def _agreed(reads: list[list[LineDigit]], stretches: tuple[float, ...]) -> list[LineDigit]:
+    """The reading most stretches agree on; the line's own width's when it has the most votes
+    or none has more than one."""
+    texts = ["".join(str(d.digit) for d in r) for r in reads]
+    own = stretches.index(1.0) if 1.0 in stretches else 0
+    best = max(texts, key=lambda t: (texts.count(t), t == texts[own]))
+    if texts.count(best) < 2:
+        return reads[own]
+    return reads[own] if texts[own] == best else reads[texts.index(best)]
 
 
 def _batches(widths: list[int], size: int, rng: random.Random) -> list[list[int]]:
@@ -112,9 +171,10 @@ def augment_line(line: torch.Tensor, rng: random.Random) -> torch.Tensor:
     stretched along x (0.8-1.25x: narrow and wide hands), and now and then its strokes a
     pixel thicker or thinner (pens). Cheap enough to do per line per epoch, so each epoch
     sees lines it has not seen, where writing more would cost minutes."""
-    x = line.float()[None, None]
-    width = max(2 * STRIDE, round(line.shape[1] * math.exp(rng.uniform(-0.223, 0.223))))
-    x = F.interpolate(x, size=(line.shape[0], width), mode="bilinear", align_corners=False)
+    factor = math.exp(rng.uniform(-0.223, 0.223))
+    x = F.interpolate(line.float()[None, None],
+                      size=(line.shape[0], max(2 * STRIDE, round(line.shape[1] * factor))),
+                      mode="bilinear", align_corners=False)
     pen = rng.random()
     if pen < 0.15:  # thicker: each pixel takes the most ink of its 2x2 block
         x = F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1)
