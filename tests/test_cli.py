@@ -133,6 +133,9 @@ def test_bad_input_gives_one_line_and_nonzero_exit(mnist_dir, tmp_path):
     assert_clean_failure(run_cli("train", "--data-dir", mnist_dir, "--no-augment", "--lowres",
                                  "0.25", "--out", tmp_path / "lowres"), "--lowres")
     assert not (tmp_path / "lowres").exists()  # refused before anything was written
+    assert_clean_failure(run_cli("train", "--data-dir", mnist_dir, "--init", tmp_path / "none.pt",
+                                 "--limit-train", "100", "--out", tmp_path / "init"), "none.pt")
+    assert not (tmp_path / "init").exists()  # weights that are not there make no run folder
 
 
 def test_unavailable_device_and_bad_model_args_are_refused(mnist_dir, tmp_path):

@@ -10,7 +10,6 @@ from PIL import Image
 from scipy import ndimage
 from test_preprocess import png
 
-from digitos.errors import DigitosError
 from digitos.linereader import BLANK, STRIDE, decode, to_batch
 from digitos.predict import SHIPPED_CHECKPOINT
 
@@ -304,16 +303,11 @@ def test_a_line_reader_starts_from_the_weights_it_is_given(mnist_dir, tmp_path):
 
 
 def test_a_line_reader_refuses_a_digit_classifier_to_start_from(mnist_dir, tmp_path):
-    from digitos.linereader import fit_lines
-    from digitos.recipes import get_recipe
-    from digitos.train import TrainConfig
-
-    digits = str(SHIPPED_CHECKPOINT)  # the shipped digit classifier
-    cfg = TrainConfig(**get_recipe("lines") | dict(epochs=1, data_dir=str(mnist_dir), written=8,
-                                                   out=str(tmp_path / "run"), init=digits))
-    with pytest.raises(DigitosError, match="--init"):
-        fit_lines(cfg, print)
-    assert not (tmp_path / "run").exists()  # refused before a line was written
+    out = tmp_path / "run"
+    done = run_cli("train", "--recipe", "lines", "--init", SHIPPED_CHECKPOINT, "--written", "8",
+                   "--epochs", "1", "--data-dir", mnist_dir, "--out", out, "--quiet")
+    assert done.returncode != 0 and "--init" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # refused before a line was written
 
 
 def test_a_line_is_taken_as_most_of_its_stretches_read_it():

@@ -386,19 +386,18 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
     if cfg.extra:
         splits = add_extra(splits, cfg.extra, log if main else _quiet)
     classes = splits.classes
-    # Data and options are good: only now does the run folder appear (rank 0 makes it).
-    if main:
-        prepare_run_dir(out, cfg.overwrite and not resume)
-    if world > 1:
-        dist.barrier()
-
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
     if len(classes) != 10 and "num_classes" in _init_args(entry.build):
         model_args["num_classes"] = len(classes)
     model = create_model(cfg.model, **model_args)
-    if cfg.init:
+    if cfg.init and not resume:  # a resumed run's weights are in last.pt
         start_from(model, cfg.init, classes)
+    # Data, options and weights are good: only now does the run folder appear (rank 0 makes it).
+    if main:
+        prepare_run_dir(out, cfg.overwrite and not resume)
+    if world > 1:
+        dist.barrier()
     model = model.to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
