@@ -330,7 +330,7 @@ def test_a_line_is_taken_as_most_of_its_stretches_read_it():
 
 
 def test_stretched_readings_come_back_in_the_lines_own_columns(mnist, line_reader_present):
-    from digitos.linereader import read_lines
+    from digitos.linereader import _read_once
     from digitos.preprocess import line_to_input
 
     reader = line_reader_present
@@ -338,8 +338,8 @@ def test_stretched_readings_come_back_in_the_lines_own_columns(mnist, line_reade
     ink = np.concatenate([images[i].numpy() for i in range(4)], axis=1).astype(np.float32) / 255
     x = line_to_input(ink)
     norm = tuple(reader.line_meta["normalization"])
-    alone = read_lines(reader.line_model, [x], norm, stretches=(1.0,))[0]
-    wide = read_lines(reader.line_model, [x], norm, stretches=(1.12,))[0]
+    alone = _read_once(reader.line_model, [x], norm, 1.0)[0]
+    wide = _read_once(reader.line_model, [x], norm, 1.25)[0]
     assert "".join(str(d.digit) for d in alone) == "".join(str(int(v)) for v in labels[:4])
     assert [d.digit for d in wide] == [d.digit for d in alone]
     for a, b in zip(alone, wide, strict=True):  # the same digit, about the same place

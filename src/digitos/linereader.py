@@ -103,14 +103,16 @@ def stretch(line: torch.Tensor, factor: float) -> torch.Tensor:
 @torch.inference_mode()
 def read_lines(model: nn.Module, lines: list[torch.Tensor], normalization: tuple[float, float],
                stretches: tuple[float, ...] = STRETCHES) -> list[list[LineDigit]]:
-    """Lines (uint8 (32, W_i)) read in one pass: the digits of each. A line read less surely
-    than SURE_WITHOUT_STRETCHES is read again at each of `stretches` and the reading most of
-    them agree on is taken (at the line's own width when that is among them); with no
-    majority, the reading at its own width. Columns are the line's own."""
+    """Lines (uint8 (32, W_i)) read, all in one batch: the digits of each. Those read less
+    surely than SURE_WITHOUT_STRETCHES are read again, in one batch for each other of
+    `stretches`, and the reading most of them agree on is taken (at the line's own width when
+    that is among them); with no majority, the reading at its own width. Columns are the
+    line's own."""
     if not lines:
         return []
     read = _read_once(model, lines, normalization, 1.0)
-    unsure = [i for i, r in enumerate(read) if len(stretches) > 1 and _surety(r) < SURE_WITHOUT_STRETCHES]
+    unsure = [i for i, r in enumerate(read)
+              if len(stretches) > 1 and _surety(r) < SURE_WITHOUT_STRETCHES]
     if unsure:
         others = [f for f in stretches if f != 1.0]
         again = [_read_once(model, [lines[i] for i in unsure], normalization, f) for f in others]
@@ -120,6 +122,7 @@ def read_lines(model: nn.Module, lines: list[torch.Tensor], normalization: tuple
     return read
 
 
+@torch.inference_mode()
 def _read_once(model: nn.Module, lines: list[torch.Tensor], normalization: tuple[float, float],
                factor: float) -> list[list[LineDigit]]:
     """Lines read as squeezed or stretched by `factor`, in their own columns."""
@@ -171,10 +174,9 @@ def augment_line(line: torch.Tensor, rng: random.Random) -> torch.Tensor:
     stretched along x (0.8-1.25x: narrow and wide hands), and now and then its strokes a
     pixel thicker or thinner (pens). Cheap enough to do per line per epoch, so each epoch
     sees lines it has not seen, where writing more would cost minutes."""
-    factor = math.exp(rng.uniform(-0.223, 0.223))
-    x = F.interpolate(line.float()[None, None],
-                      size=(line.shape[0], max(2 * STRIDE, round(line.shape[1] * factor))),
-                      mode="bilinear", align_corners=False)
+    x = line.float()[None, None]
+    width = max(2 * STRIDE, round(line.shape[1] * math.exp(rng.uniform(-0.223, 0.223))))
+    x = F.interpolate(x, size=(line.shape[0], width), mode="bilinear", align_corners=False)
     pen = rng.random()
     if pen < 0.15:  # thicker: each pixel takes the most ink of its 2x2 block
         x = F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1)
