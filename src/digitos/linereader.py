@@ -94,10 +94,14 @@ def stretch(line: torch.Tensor, factor: float) -> torch.Tensor:
     """A line (uint8 (32, W)) squeezed or stretched along x by `factor`."""
     if factor == 1.0:
         return line
+    return _resized(line, factor)[0, 0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _resized(line: torch.Tensor, factor: float) -> torch.Tensor:
+    """A line's width times `factor` (at least 2 columns of output), as floats (1, 1, H, W')."""
     width = max(2 * STRIDE, round(line.shape[1] * factor))
-    x = F.interpolate(line.float()[None, None], size=(line.shape[0], width), mode="bilinear",
-                      align_corners=False)
-    return x[0, 0].round().clamp(0, 255).to(torch.uint8)
+    return F.interpolate(line.float()[None, None], size=(line.shape[0], width), mode="bilinear",
+                         align_corners=False)
 
 
 @torch.inference_mode()
@@ -112,7 +116,7 @@ def read_lines(model: nn.Module, lines: list[torch.Tensor], normalization: tuple
         return []
     read = _read_once(model, lines, normalization, 1.0)
     unsure = [i for i, r in enumerate(read)
-              if len(stretches) > 1 and _surety(r) < SURE_WITHOUT_STRETCHES]
+              if len(stretches) > 1 and surety([d.confidence for d in r]) < SURE_WITHOUT_STRETCHES]
     if unsure:
         others = [f for f in stretches if f != 1.0]
         again = [_read_once(model, [lines[i] for i in unsure], normalization, f) for f in others]
@@ -138,11 +142,12 @@ def _read_once(model: nn.Module, lines: list[torch.Tensor], normalization: tuple
     return out
 
 
-def _surety(digits: list[LineDigit]) -> float:
-    """The geometric mean of the digits' confidences (1 for no digits: nothing to doubt)."""
-    if not digits:
+def surety(confidences: list[float]) -> float:
+    """How surely some digits read, as a whole: the geometric mean of their confidences (1 for
+    no digits: nothing to doubt)."""
+    if not confidences:
         return 1.0
-    return math.exp(sum(math.log(max(d.confidence, 1e-6)) for d in digits) / len(digits))
+    return math.exp(sum(math.log(max(c, 1e-6)) for c in confidences) / len(confidences))
 
 
 def _agreed(reads: list[list[LineDigit]], stretches: tuple[float, ...]) -> list[LineDigit]:
@@ -174,9 +179,7 @@ def augment_line(line: torch.Tensor, rng: random.Random) -> torch.Tensor:
     stretched along x (0.8-1.25x: narrow and wide hands), and now and then its strokes a
     pixel thicker or thinner (pens). Cheap enough to do per line per epoch, so each epoch
     sees lines it has not seen, where writing more would cost minutes."""
-    x = line.float()[None, None]
-    width = max(2 * STRIDE, round(line.shape[1] * math.exp(rng.uniform(-0.223, 0.223))))
-    x = F.interpolate(x, size=(line.shape[0], width), mode="bilinear", align_corners=False)
+    x = _resized(line, math.exp(rng.uniform(-0.223, 0.223)))
     pen = rng.random()
     if pen < 0.15:  # thicker: each pixel takes the most ink of its 2x2 block
         x = F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1)

@@ -30,6 +30,7 @@ from .ink import (
     join,
     text_lines,
 )
+from .linereader import surety
 from .loader import inference_layout, to_input, uses_channels_last
 from .preprocess import (
     FORMAT_NAMES,
@@ -422,9 +423,8 @@ def _doubted(r: Reading) -> bool:
 
 
 def _surety(digits: list[DigitReading]) -> float:
-    """The geometric mean of the digits' confidences: how surely they read, as a whole."""
-    return math.exp(sum(math.log(max(d.reading.confidence, 1e-6)) for d in digits)
-                    / len(digits))
+    """How surely the digits read, as a whole (`linereader.surety`)."""
+    return surety([d.reading.confidence for d in digits])
 
 
 def _alike(digits: list[DigitReading]) -> bool:
