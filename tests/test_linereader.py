@@ -282,7 +282,7 @@ def test_a_hairline_pen_thins_every_stroke_and_erases_none(mnist):
 
 
 def test_a_line_reader_starts_from_the_weights_it_is_given(mnist_dir, tmp_path):
-    from digitos.checkpoint import read_checkpoint
+    from digitos.checkpoint import load_checkpoint, read_checkpoint
     from digitos.linereader import fit_lines
     from digitos.recipes import get_recipe
     from digitos.train import TrainConfig
@@ -300,6 +300,17 @@ def test_a_line_reader_starts_from_the_weights_it_is_given(mnist_dir, tmp_path):
     conv = "head.weight"
     assert torch.allclose(after[conv], start[conv], atol=1e-6)
     assert not torch.allclose(other[conv], start[conv], atol=1e-3)
+    # A wider reader started from the narrow one computes what it did (on a batch's own
+    # statistics: an epoch moved the running ones, at any learning rate).
+    wide = fit_lines(TrainConfig(**recipe | dict(out=str(tmp_path / "d"), seed=2, lr=1e-12,
+                                                 init=str(first / "last.pt"),
+                                                 model_args={"width": 24, "hidden": 96})), print)
+    models = [load_checkpoint(run / "last.pt")[0].train() for run in (first, wide)]
+    x = torch.randn(2, 1, 32, 64)
+    with torch.no_grad():
+        narrow_scores, wide_scores = (m(x) for m in models)
+    assert models[1].head.weight.shape[1] == 2 * 96
+    assert torch.allclose(narrow_scores, wide_scores, atol=0.1 * float(narrow_scores.abs().mean()))
 
 
 def test_a_line_reader_refuses_a_digit_classifier_to_start_from(mnist_dir, tmp_path):
@@ -345,3 +356,36 @@ def test_stretched_readings_come_back_in_the_lines_own_columns(mnist, line_reade
     for a, b in zip(alone, wide, strict=True):  # the same digit, about the same place
         assert abs(a.columns[0] - b.columns[0]) <= 6 and abs(a.columns[1] - b.columns[1]) <= 6
         assert 0 <= b.columns[0] < b.columns[1] <= x.shape[1]
+
+
+def test_a_wider_line_reader_starts_computing_what_the_narrow_one_computed():
+    from digitos.models import LineNet, load_widened
+
+    torch.manual_seed(0)
+    narrow = LineNet(8, 16)
+    for m in narrow.modules():  # BatchNorm as after training, not the identity it starts as
+        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_()
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    wide = LineNet(12, 24)
+    load_widened(wide, narrow.state_dict(), noise=0.0)
+    x = torch.randn(3, 1, 32, 96)
+    with torch.no_grad():
+        for train in (False, True):  # running statistics, and a batch's own
+            narrow.train(train), wide.train(train)
+            assert torch.allclose(narrow(x), wide(x), atol=1e-4)
+    nudged = LineNet(12, 24)
+    load_widened(nudged, narrow.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(narrow(x), nudged(x), atol=1e-4)  # the copies may grow apart
+        assert torch.allclose(narrow(x), nudged(x), atol=0.1 * float(narrow(x).abs().mean()))
+
+
+def test_a_line_reader_refuses_to_narrow():
+    from digitos.errors import DigitosError
+    from digitos.models import LineNet, load_widened
+
+    with pytest.raises(DigitosError, match="cannot widen"):
+        load_widened(LineNet(8, 16), LineNet(12, 24).state_dict())

@@ -241,6 +241,46 @@ class LineNet(nn.Module):
         return self.head(self.sequence(f)).transpose(1, 2)
 
 
+def load_widened(model: nn.Module, state: dict, noise: float = 0.01, seed: int = 0) -> None:
+    """Load a narrower model's weights into a wider one of the same layers (Net2WiderNet, Chen
+    et al. 2016) so that it computes the same function: each new channel copies an old one
+    of its layer, and the next layer divides its weights from the copies among them. A wider
+    model then starts where the narrow one stopped, not from scratch. A little noise on the
+    copies' outgoing weights lets them grow apart. For stacks of convolutions, each followed
+    by a BatchNorm but the last (LineNet's shape); refuses anything else."""
+    gen = torch.Generator().manual_seed(seed)
+    convs = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    norms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    if len(norms) != len(convs) - 1 or any(f"{c}.weight" not in state for c in convs):
+        raise DigitosError("only convolutions each followed by a BatchNorm can be widened")
+    new = model.state_dict()
+    source = torch.arange(new[f"{convs[0]}.weight"].shape[1])  # the old channel each input copies
+    for k, conv in enumerate(convs):
+        old_w, new_w = state[f"{conv}.weight"], new[f"{conv}.weight"]
+        if new_w.shape[2:] != old_w.shape[2:] or len(source) != new_w.shape[1]:
+            raise DigitosError(f"{conv}: {tuple(old_w.shape)} cannot widen to {tuple(new_w.shape)}")
+        old_out, new_out = old_w.shape[0], new_w.shape[0]
+        if new_out < old_out or int(source.max()) >= old_w.shape[1]:
+            raise DigitosError(f"{conv}: {tuple(old_w.shape)} cannot widen to {tuple(new_w.shape)}")
+        out = torch.cat([torch.arange(old_out),
+                         torch.randint(0, old_out, (new_out - old_out,), generator=gen)])
+        copies = torch.bincount(source, minlength=old_w.shape[1]).float()
+        shape = (1, -1) + (1,) * (old_w.dim() - 2)
+        w = old_w[out][:, source] / copies[source].view(shape)
+        twin = (copies[source] > 1).view(shape)  # inputs shared with a copy: nudged apart
+        w = w + twin * noise * w.abs().mean() * torch.randn(w.shape, generator=gen)
+        new[f"{conv}.weight"] = w
+        bias = f"{conv}.bias"
+        if bias in state:
+            new[bias] = state[bias][out]
+        if k < len(norms):
+            for part in ("weight", "bias", "running_mean", "running_var"):
+                new[f"{norms[k]}.{part}"] = state[f"{norms[k]}.{part}"][out]
+            new[f"{norms[k]}.num_batches_tracked"] = state[f"{norms[k]}.num_batches_tracked"]
+        source = out
+    model.load_state_dict(new)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

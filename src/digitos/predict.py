@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -277,19 +279,24 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
     whole: list[DigitReading] = []
-    if _has_line_reader(reader) and (len(groups) > 1 or _wide(groups[0])):
-        whole = _line_digits(reader, ink, join(groups))
+    line_read = _has_line_reader(reader) and (len(groups) > 1 or _wide(groups[0]))
+    if line_read and len(groups) > 1:
         # Several pieces are read whole first; one piece is the classifier's first
         # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
-        if len(groups) > 1 and _taken(reader, whole, alone=False):
+        whole = _line_digits(reader, ink, join(groups))
+        if _taken(reader, whole, alone=False):
             line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
                                 everything, ink.polarity, ink.size)
             line.lines = [line_box(ink, line)]
             return line
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
-    # One piece: the line reader has read it already, as the whole line.
-    read_whole = whole if len(groups) == 1 and _has_line_reader(reader) else None
+    # One piece: the line reader reads it, as the whole line, only if the classifier doubts
+    # it (most single digits it reads surely: a third of a canvas's reading saved), and once.
+    read_whole = None
+    if len(groups) == 1 and _has_line_reader(reader):
+        read_whole = functools.cache(
+            lambda: _line_digits(reader, ink, join(groups)) if line_read else [])
     cut = [_segment(reader, ink, p, in_number, read_whole) for p in first]
     if len(first) > 1 and not in_number and any(not d.not_a_digit for c in cut for d in c):
         # Digits came out of cutting one piece (a "23" pushed together): the pieces left
@@ -307,6 +314,8 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
             if not judged[2]:
                 pieces, digits, not_digit = judged
                 break
+    if not_digit and read_whole is not None:
+        whole = read_whole()
     if not_digit and len(whole) > 1 and _surety(whole) >= LINE_SURE:
         # Judged piece by piece, not a number; read whole, surely digits: the line reader,
         # which learned whole lines (and to read letters and doodles as nothing), decides.
@@ -444,7 +453,7 @@ def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitRea
 
 
 def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = False,
-             read_whole: list[DigitReading] | None = None) -> list[DigitReading]:
+             read_whole: Callable[[], list[DigitReading]] | None = None) -> list[DigitReading]:
     """Touching digits cut apart: the cuts whose pieces read most surely, or no cut at all.
 
     Cuts are paths that wind between the digits through the least ink (`ink.cut_paths`).
@@ -466,7 +475,7 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = Fa
     if _has_line_reader(reader):
         # The line reader reads the piece whole: where one digit ends and the next begins is
         # what it learned. Read surely, that is the answer; else the cut paths are tried.
-        parts = read_whole if read_whole is not None else _line_digits(reader, ink, piece.group)
+        parts = read_whole() if read_whole is not None else _line_digits(reader, ink, piece.group)
         if _taken(reader, parts, alone=not in_number):
             return parts
     # About two candidate cuts per digit the width could hold, ten at most.

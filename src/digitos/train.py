@@ -32,7 +32,7 @@ from .datasets import Split, Splits, load_dataset, make_splits
 from .errors import DigitosError
 from .evaluate import metrics_from_logits, split_logits
 from .loader import DISTORT, Augment, Batches
-from .models import create_model, get_entry
+from .models import LineNet, create_model, get_entry, load_widened
 from .recipes import RECIPES, get_recipe
 
 _DEFAULT = RECIPES["default"]
@@ -751,9 +751,18 @@ def start_from(model: nn.Module, checkpoint: str, classes: tuple[str, ...]) -> N
                            f"training has {len(classes)}")
     try:
         model.load_state_dict(ckpt["state_dict"])
+        return
     except RuntimeError as e:
-        raise DigitosError(f"--init {checkpoint}: its weights do not fit "
-                           f"{type(model).__name__}: {str(e).splitlines()[0]}") from None
+        misfit = str(e).splitlines()[0]
+    # A wider line reader starts from a narrower one's weights, computing what it computed.
+    if isinstance(model, LineNet) and ckpt.get("model") == "LineNet":
+        try:
+            load_widened(model, ckpt["state_dict"])
+            return
+        except DigitosError as e:
+            misfit = str(e)
+    raise DigitosError(f"--init {checkpoint}: its weights do not fit "
+                       f"{type(model).__name__}: {misfit}")
 
 
 class WeightAverage:
