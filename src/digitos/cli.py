@@ -200,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the number of lines written to train the line reader (96000)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights instead of random ones (a model "
-                        "of the same architecture and classes: trained on, not from scratch)")
+                        "of the same architecture and classes: trained on, not from scratch; "
+                        "a line reader may be wider, e.g. --model-arg width=24: it starts "
+                        "computing what the narrower one did)")
     p.add_argument("--flagged-ones", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training 1s again with a flag drawn on, as much of "
                         "the world writes them (default: as --styled)")

@@ -292,7 +292,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
     # One piece: the line reader reads it, as the whole line, only if the classifier doubts
-    # it (most single digits it reads surely: a third of a canvas's reading saved), and once.
+    # it (most single digits it reads surely: a quarter of a canvas's reading saved), and once.
     read_whole = None
     if len(groups) == 1 and _has_line_reader(reader):
         read_whole = functools.cache(
