@@ -389,3 +389,20 @@ def test_a_line_reader_refuses_to_narrow():
 
     with pytest.raises(DigitosError, match="cannot widen"):
         load_widened(LineNet(8, 16), LineNet(12, 24).state_dict())
+
+
+def test_a_line_reader_refuses_a_damaged_narrower_one_to_start_from(mnist_dir, tmp_path):
+    from digitos.checkpoint import make_checkpoint, save_checkpoint
+    from digitos.linereader import LINE_CLASSES
+    from digitos.models import LineNet
+
+    ckpt = make_checkpoint(LineNet(8, 16), epoch=1, metrics={}, config={}, model_name="LineNet",
+                           model_args={"width": 8, "hidden": 16}, normalization=(0.13, 0.31),
+                           classes=LINE_CLASSES, dataset="mnist-lines")
+    del ckpt["state_dict"]["sequence.1.running_var"]
+    save_checkpoint(tmp_path / "damaged.pt", ckpt)
+    out = tmp_path / "run"
+    done = run_cli("train", "--recipe", "lines", "--init", tmp_path / "damaged.pt", "--written",
+                   "8", "--epochs", "1", "--data-dir", mnist_dir, "--out", out, "--quiet")
+    assert done.returncode != 0 and "sequence.1.running_var" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
