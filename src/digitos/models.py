@@ -251,16 +251,18 @@ def load_widened(model: nn.Module, state: dict, noise: float = 0.01, seed: int =
     gen = torch.Generator().manual_seed(seed)
     convs = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
     norms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
-    if len(norms) != len(convs) - 1 or any(f"{c}.weight" not in state for c in convs):
+    if len(norms) != len(convs) - 1:
         raise DigitosError("only convolutions each followed by a BatchNorm can be widened")
     new = model.state_dict()
+    missing = [name for name in new if name not in state]
+    if missing:
+        raise DigitosError(f"no {missing[0]} in it")
     source = torch.arange(new[f"{convs[0]}.weight"].shape[1])  # the old channel each input copies
     for k, conv in enumerate(convs):
         old_w, new_w = state[f"{conv}.weight"], new[f"{conv}.weight"]
-        if new_w.shape[2:] != old_w.shape[2:] or len(source) != new_w.shape[1]:
-            raise DigitosError(f"{conv}: {tuple(old_w.shape)} cannot widen to {tuple(new_w.shape)}")
         old_out, new_out = old_w.shape[0], new_w.shape[0]
-        if new_out < old_out or int(source.max()) >= old_w.shape[1]:
+        if (new_w.shape[2:] != old_w.shape[2:] or len(source) != new_w.shape[1]
+                or new_out < old_out or int(source.max()) >= old_w.shape[1]):
             raise DigitosError(f"{conv}: {tuple(old_w.shape)} cannot widen to {tuple(new_w.shape)}")
         out = torch.cat([torch.arange(old_out),
                          torch.randint(0, old_out, (new_out - old_out,), generator=gen)])

@@ -761,8 +761,6 @@ def start_from(model: nn.Module, checkpoint: str, classes: tuple[str, ...]) -> N
             return
         except DigitosError as e:
             misfit = str(e)
-        except KeyError as e:  # a layer of the narrow reader missing from the checkpoint
-            misfit = f"no {e.args[0]} in it"
     raise DigitosError(f"--init {checkpoint}: its weights do not fit "
                        f"{type(model).__name__}: {misfit}")
 
