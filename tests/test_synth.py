@@ -183,6 +183,35 @@ def test_a_hand_writes_an_image_file_that_reading_opens():
     assert max(abs(h.tilt) for h in hands) <= 30 and np.mean([h.tilt != 0 for h in hands]) > 0.3
 
 
+@pytest.mark.parametrize("what", ["digit", "line"])
+def test_training_images_are_the_files_a_hand_saves_as_reading_decodes_them(mnist, what):
+    """Training skips encoding a PNG (lossless): each image must be, pixel for pixel, what
+    reading decodes from the file a hand saves with the same draws, JPEGs included."""
+    from digitos.preprocess import open_image
+    from digitos.synth.hands import written_image
+    from digitos.synth.lines import random_line, write_line
+    from digitos.synth.lines import written_image as written_line
+
+    images, labels = mnist.train.images[:300].numpy(), mnist.train.labels[:300].numpy()
+    formats = set()
+    for seed in range(20):
+        draws = [np.random.default_rng(seed) for _ in range(2)]
+        if what == "line":
+            lines = [random_line(images, labels, images[:0], rng) for rng in draws]
+            hands = [random_hand(rng) for rng in draws]
+            saved = write_line(lines[0], hands[0], draws[0])
+            direct = written_line(lines[1], hands[1], draws[1])
+        else:
+            hands = [random_hand(rng) for rng in draws]
+            saved = write(images[seed], hands[0], draws[0])
+            direct = written_image(images[seed], hands[1], draws[1])
+        decoded = open_image(saved, "saved")
+        formats.add(hands[0].format)
+        assert direct.mode == decoded.mode and direct.size == decoded.size
+        assert np.array_equal(np.asarray(direct), np.asarray(decoded))
+    assert formats == {"png", "jpeg", "transparent-png"}
+
+
 def test_written_digits_are_read_back_as_reading_sees_them_and_keep_their_labels(mnist, reader):
     images, labels = mnist.test.images[:3000], mnist.test.labels[:3000]
     one, one_labels = written(images, labels, 1200, seed=4, workers=1)

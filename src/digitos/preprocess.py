@@ -126,6 +126,17 @@ def read_file(path: str | Path, label: str) -> bytes:
     return data
 
 
+def check_size(w: int, h: int, label: str) -> None:
+    """Refuse an image too large to decode, too small to hold a digit, or too long and thin
+    to be a picture of writing."""
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{label}: {w}x{h} is {w * h:,} pixels, over the limit of {MAX_PIXELS:,}")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{label}: {w}x{h} is too small to hold a digit")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
+
+
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Open and decode an image, refusing empty, foreign, truncated, huge or odd-shaped files.
 
@@ -150,14 +161,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=_formats())
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(
-                    f"{label}: {w}x{h} is {w * h:,} pixels, over the limit of {MAX_PIXELS:,}"
-                )
-            if min(w, h) < MIN_SIDE:
-                raise ImageError(f"{label}: {w}x{h} is too small to hold a digit")
-            if max(w, h) > MAX_ASPECT * min(w, h):
-                raise ImageError(f"{label}: {w}x{h} is too long and thin to be a picture of writing")
+            check_size(w, h, label)
             if img.format in ("JPEG", "MPO"):
                 # Every start-of-scan marker: its two bytes never occur inside coded data (an
                 # 0xFF there is followed by 0x00 or a restart). A thumbnail's scans, or the

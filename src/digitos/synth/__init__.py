@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .hands import Hand, random_hand, write
+from .hands import Hand, random_hand, write, written_image
 from .styles import STYLES, styled
 
 __all__ = ["BENCHMARK_SEEDS", "Hand", "STYLES", "random_hand", "styled", "write", "written"]
@@ -38,14 +38,14 @@ def _read_back(task: tuple[np.ndarray, np.ndarray, int, int]) -> np.ndarray:
     """One chunk of 28x28 images, each written by a random hand and read back as reading would:
     uint8 (n, 28, 28). An image reading cannot take (its ink lost to a hairline and a blur) is
     kept as it was."""
-    from ..preprocess import ImageError, preprocess_file
+    from ..preprocess import ImageError, to_mnist
 
     images, labels, seed, chunk = task
     rng = np.random.default_rng([seed, chunk])
     out = np.empty_like(images)
     for i, img in enumerate(images):
         try:
-            out[i] = preprocess_file(write(img, random_hand(rng), rng)).pixels.numpy()
+            out[i] = to_mnist(written_image(img, random_hand(rng), rng), "image").pixels.numpy()
         except (ImageError, ValueError):
             out[i] = img
     return out

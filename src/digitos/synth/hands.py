@@ -110,9 +110,9 @@ def write(digit: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
     return save(_shape(np.asarray(digit), hand), hand, rng)
 
 
-def save(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
-    """Ink coverage (float (H, W), 0-1, at its final size) put on paper with margins and saved
-    as `hand` saves: enlarged, blurred, noisy, in its colours and format."""
+def paint(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> Image.Image:
+    """Ink coverage (float (H, W), 0-1, at its final size) put on paper with margins as `hand`
+    puts it: enlarged, blurred, noisy, in its colours; the image before it is saved."""
     h, w = ink.shape
     margin = max(2, int(max(h, w) * rng.uniform(0.15, 0.8)))
     top, left = int(rng.integers(1, margin + 1)), int(rng.integers(1, margin + 1))
@@ -140,9 +140,34 @@ def save(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
         if hand.noise:
             rgb += rng.normal(0, hand.noise, rgb.shape).astype(np.float32)
         out = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    return out
+
+
+def save(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> bytes:
+    """Ink coverage (float (H, W), 0-1, at its final size) put on paper (`paint`) and saved
+    in the hand's format: the bytes of the image file."""
+    out = paint(ink, hand, rng)
     buf = io.BytesIO()
     if hand.format == "jpeg":
         out.save(buf, format="JPEG", quality=hand.quality)
     else:
         out.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def decoded(ink: np.ndarray, hand: Hand, rng: np.random.Generator) -> Image.Image:
+    """The image reading decodes from the file `save` writes with the same draws, refused as
+    reading refuses it. A PNG is lossless, so it is never encoded: writing training images
+    costs about half as much."""
+    from ..preprocess import check_size, open_image
+
+    if hand.format == "jpeg":
+        return open_image(save(ink, hand, rng), "image")
+    img = paint(ink, hand, rng)
+    check_size(*img.size, "image")
+    return img
+
+
+def written_image(digit: np.ndarray, hand: Hand, rng: np.random.Generator) -> Image.Image:
+    """The image reading decodes from the file `write` writes with the same draws."""
+    return decoded(_shape(np.asarray(digit), hand), hand, rng)

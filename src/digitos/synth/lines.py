@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from .hands import Hand, random_hand, save
+from .hands import Hand, decoded, random_hand, save
 from .styles import STYLES
 
 HEIGHT = 48  # the digits' height as lines are drawn (a reader scales them to its own)
@@ -139,9 +139,9 @@ def _pen(ink: np.ndarray, pen: float) -> np.ndarray:
     return (mask & (ndimage.distance_transform_edt(~middle) <= pen * width / 2)).astype(np.float32)
 
 
-def write_line(line: Line, hand: Hand, rng: np.random.Generator) -> bytes:
-    """A line written with `hand` (its height is the digits', its pen, tilt at most 10 degrees,
-    and how the file is saved) and decorated now and then: the bytes of an image file."""
+def _sized(line: Line, hand: Hand, rng: np.random.Generator) -> tuple[np.ndarray, Hand]:
+    """A line's ink at the hand's height, pen and tilt, decorated now and then; and the hand,
+    its enlarging capped so the saved file stays at most WIDEST px wide."""
     ink = _pen(decorate(line.ink, rng), hand.pen)
     img = Image.fromarray((np.clip(ink, 0, 1) * 255).astype(np.uint8))
     tilt = float(np.clip(hand.tilt, -10, 10))
@@ -157,17 +157,31 @@ def write_line(line: Line, hand: Hand, rng: np.random.Generator) -> bytes:
         small = (small >= 0.5).astype(np.float32)
     if hand.enlarge * small.shape[1] > WIDEST:
         hand = replace(hand, enlarge=max(1.0, WIDEST / small.shape[1]))
-    return save(small, hand, rng)
+    return small, hand
 
 
-def line_input(data: bytes) -> torch.Tensor | None:
+def write_line(line: Line, hand: Hand, rng: np.random.Generator) -> bytes:
+    """A line written with `hand` (its height is the digits', its pen, tilt at most 10 degrees,
+    and how the file is saved) and decorated now and then: the bytes of an image file."""
+    return save(*_sized(line, hand, rng), rng)
+
+
+def written_image(line: Line, hand: Hand, rng: np.random.Generator) -> Image.Image:
+    """The image reading decodes from the file `write_line` writes with the same draws
+    (`hands.decoded`: a PNG is never encoded)."""
+    return decoded(*_sized(line, hand, rng), rng)
+
+
+def line_input(source: bytes | Image.Image) -> torch.Tensor | None:
     """A saved line read back as reading takes a line: its writing's ink in a line reader's
-    form (`preprocess.line_to_input`); None when reading finds no writing in it."""
+    form (`preprocess.line_to_input`); None when reading finds no writing in it. `source`:
+    the file's bytes, or the image decoded from them."""
     from ..ink import find_groups, find_ink, group_ink, join
     from ..preprocess import ImageError, line_to_input, open_image
 
     try:
-        ink = find_ink(open_image(data, "line"), "line")
+        img = source if isinstance(source, Image.Image) else open_image(source, "line")
+        ink = find_ink(img, "line")
         groups = find_groups(ink, "line")
     except (ImageError, ValueError):
         return None
@@ -231,7 +245,7 @@ def _read_chunk(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]
     out = []
     while len(out) < n:
         line = random_line(digits, labels, others, rng)
-        x = line_input(write_line(line, random_hand(rng), rng))
+        x = line_input(written_image(line, random_hand(rng), rng))
         if x is not None:
             out.append((x.numpy(), line.text))
     return out
