@@ -212,6 +212,26 @@ def test_training_images_are_the_files_a_hand_saves_as_reading_decodes_them(mnis
     assert formats == {"png", "jpeg", "transparent-png"}
 
 
+def test_a_training_line_reading_would_refuse_is_left_out_not_a_crash(mnist, monkeypatch):
+    """Writing training lines goes on past an image reading refuses (too small, too long and
+    thin): the line is left out, as a user's file like it would be refused."""
+    from digitos import preprocess
+    from digitos.preprocess import ImageError
+    from digitos.synth.lines import random_line, read_back
+
+    images, labels = mnist.train.images[:50].numpy(), mnist.train.labels[:50].numpy()
+    rng = np.random.default_rng(0)
+    line = random_line(images, labels, images[:0], rng)
+    assert read_back(line, Hand(height=30), np.random.default_rng(1)) is not None
+
+    def refuse(w, h, label):
+        raise ImageError(f"{label}: {w}x{h} refused")
+
+    monkeypatch.setattr(preprocess, "check_size", refuse)
+    for fmt in ("png", "transparent-png"):
+        assert read_back(line, Hand(height=30, format=fmt), np.random.default_rng(1)) is None
+
+
 def test_written_digits_are_read_back_as_reading_sees_them_and_keep_their_labels(mnist, reader):
     images, labels = mnist.test.images[:3000], mnist.test.labels[:3000]
     one, one_labels = written(images, labels, 1200, seed=4, workers=1)

@@ -4,7 +4,8 @@ MNIST holds one way of writing: a pen 2-3 px wide on a 20-px digit, scanned and 
 People hand a reader a digit drawn with a hairline or a marker, tilted, thumbnail-sized and
 enlarged again, crisp from Paint's pencil or blurred by a phone, saved as a JPEG. A `Hand` is
 one such way; `write` renders a 28x28 digit (or a not-a-digit image) with it into the bytes of
-an image file, which reading then opens as it opens anyone's.
+an image file, which reading then opens as it opens anyone's; `written_image` is the image
+reading decodes from that file, made without encoding a lossless PNG (training's way).
 """
 
 from __future__ import annotations

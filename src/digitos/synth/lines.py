@@ -172,15 +172,15 @@ def written_image(line: Line, hand: Hand, rng: np.random.Generator) -> Image.Ima
     return decoded(*_sized(line, hand, rng), rng)
 
 
-def line_input(source: bytes | Image.Image) -> torch.Tensor | None:
-    """A saved line read back as reading takes a line: its writing's ink in a line reader's
-    form (`preprocess.line_to_input`); None when reading finds no writing in it. `source`:
-    the file's bytes, or the image decoded from them."""
+def read_back(line: Line, hand: Hand, rng: np.random.Generator) -> torch.Tensor | None:
+    """A line written with `hand` (`written_image`) and read as reading takes a line: its
+    writing's ink in a line reader's form (`preprocess.line_to_input`); None when reading
+    refuses the image or finds no writing in it."""
     from ..ink import find_groups, find_ink, group_ink, join
-    from ..preprocess import ImageError, line_to_input, open_image
+    from ..preprocess import ImageError, line_to_input
 
     try:
-        img = source if isinstance(source, Image.Image) else open_image(source, "line")
+        img = written_image(line, hand, rng)
         ink = find_ink(img, "line")
         groups = find_groups(ink, "line")
     except (ImageError, ValueError):
@@ -245,7 +245,7 @@ def _read_chunk(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]
     out = []
     while len(out) < n:
         line = random_line(digits, labels, others, rng)
-        x = line_input(written_image(line, random_hand(rng), rng))
+        x = read_back(line, random_hand(rng), rng)
         if x is not None:
             out.append((x.numpy(), line.text))
     return out
