@@ -229,6 +229,64 @@ def test_a_box_that_touches_its_digit_is_left_out(mnist, reader):
     assert read_framed(mnist, reader, tight_box, 80) >= 13
 
 
+def number_in_a_tilted_box(mnist, first: int, touching: bool, tilt: float = 12) -> Image.Image:
+    """Four test digits in a row with a box drawn around them, clear of them (or the first
+    one's stroke running on into the box's side), the page photographed at a tilt."""
+    page = np.full((300, 700), 250.0)
+    boxes = [mnist_on_page(mnist.test.images[first + k], 112, page, (130 + 110 * k, 94))
+             for k in range(4)]
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    img = Image.fromarray(page.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([(left - 36, top - 16), (right + 36, bottom + 16)], outline=0, width=5)
+    if touching:
+        first_box = boxes[0]
+        x = (first_box[0] + first_box[2]) // 2
+        draw.line([(x, first_box[3] - 10), (x - 20, bottom + 16)], fill=0, width=8)
+    return img.rotate(tilt, Image.BICUBIC, fillcolor=250)
+
+
+def test_a_number_in_a_box_photographed_at_a_tilt_reads_without_it(mnist, reader):
+    """Corner to corner, a box at a tilt is far taller than the digits it holds; the digits
+    are measured against its hole. (Before, the box and its digits were one piece of ink.)"""
+    right = 0
+    for first in range(100, 140, 4):
+        img = number_in_a_tilted_box(mnist, first, touching=False)
+        groups = find_groups(find_ink(img))
+        assert len(groups) == 4, "the box is no group of its own, nor around the digits"
+        labels = "".join(str(int(d)) for d in mnist.test.labels[first:first + 4])
+        right += read_image(reader, png(img), "boxed.png").number == labels
+    assert right >= 8
+
+
+def test_digits_touching_a_tilted_box_are_kept_and_are_no_face(mnist):
+    """A box that some digits touch is not taken away (it would take them with it), and the
+    digits standing free inside it are no eyes in a face."""
+    img = number_in_a_tilted_box(mnist, 100, touching=True)
+    ink = find_ink(img)
+    groups = find_groups(ink)
+    kept = np.zeros_like(ink.mask)
+    for g in groups:
+        kept |= g.mask
+    assert kept.sum() > 0.98 * ink.mask.sum()
+    assert not any(g.holds_marks for g in groups)
+
+
+def test_a_tilted_face_with_a_tall_smile_keeps_its_circle():
+    """One tall mark in a narrow tilted loop is a face's mouth, not a digit in a frame: only
+    two such marks or more make a frame of a loop that is not twice their height."""
+    page = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(page)
+    draw.ellipse([(110, 60), (290, 340)], outline=0, width=8)
+    draw.ellipse([(150, 150), (162, 162)], fill=0)
+    draw.ellipse([(230, 150), (242, 162)], fill=0)
+    draw.arc([(140, 150), (260, 290)], start=20, end=160, fill=0, width=8)
+    ink = find_ink(page.rotate(40, Image.BICUBIC, fillcolor=255))
+    (group,) = find_groups(ink)
+    assert group.holds_marks
+
+
 def test_a_square_zero_is_not_a_box():
     page = Image.new("L", (400, 400), 255)
     ImageDraw.Draw(page).rectangle([(130, 80), (270, 320)], outline=0, width=14)

@@ -566,9 +566,10 @@ def _marks_inside(labels: np.ndarray, members: list[int],
     """Whether marks lie inside a loop of a digit's ink: a face's eyes or mouth.
 
     No digit holds separate marks in its hole (a 0's slash crosses the loop, and is part of
-    it; a dotted zero holds one dot); a face, a drawn thing or a doodle often does. A mark as
-    tall as half the loop is a digit in a frame, not this (`_frames` takes the frame away
-    first). Measured: no wild-dev image and no drawn MNIST digit holds marks.
+    it; a dotted zero holds one dot); a face, a drawn thing or a doodle often does. Two marks
+    or more, each as tall as half the hole is wide across, are digits in a frame, not this
+    (`_frames` takes a frame away first, unless digits touch it). Measured: no wild-dev image
+    and no drawn MNIST digit holds marks.
     """
     if len(members) < 2:
         return False
@@ -581,7 +582,14 @@ def _marks_inside(labels: np.ndarray, members: list[int],
                  and boxes[j][2] < right and boxes[j][3] < bottom]
         if not inner:
             continue
-        held = _inside_loop(labels[top:bottom, left:right], i + 1, [j + 1 for j in inner])
+        region = labels[top:bottom, left:right]
+        holes = _holes(region, i + 1)
+        held = _inside_loop(region, holes, [j + 1 for j in inner])
+        # Digits in a frame that touches some of them (the rest stand free in it) are no
+        # marks: two or more that fill its hole.
+        filling = [j for j in held if _fills_hole(holes, np.asarray(boxes[j - 1]))]
+        if len(filling) >= 2:
+            held = [j for j in held if j not in filling]
         # One dot alone may be a dotted zero; two marks (eyes), or one as wide as a quarter of
         # the loop (a mouth), are not. (`held` holds labels: component index + 1.)
         if len(held) >= 2 or any(boxes[j - 1][2] - boxes[j - 1][0] >= MARK_WIDE * (right - left)
@@ -591,8 +599,10 @@ def _marks_inside(labels: np.ndarray, members: list[int],
 
 
 def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
-    """Components that are a closed loop drawn around other ink at least FRAME_HOLDS of the
-    loop's height tall: the circle or box around a digit or a number, not part of it.
+    """Components that are a closed loop drawn around other ink at least FRAME_HOLDS as tall
+    as the loop's hole is wide across: the circle or box around a digit or a number, not part
+    of it. The hole, not the loop's box: a box photographed at a tilt is far taller, corner to
+    corner, than the digits it holds.
 
     The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter. Only
     pieces at least SPECK of the tallest are looked at: a smaller one is a speck whatever it
@@ -605,21 +615,55 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
     height = bottom - top
     out = []
     for i in np.nonzero(height >= max(3, SPECK * height.max()))[0]:
+        # Tilted by up to 30 degrees, a box five times as wide as tall is about 3.5 times as
+        # tall, corner to corner, as its hole: pieces shorter than that share are no digits in it.
         inner = np.nonzero((left > left[i]) & (right < right[i]) & (top > top[i])
-                           & (bottom < bottom[i]) & (height >= FRAME_HOLDS * height[i]))[0] + 1
+                           & (bottom < bottom[i])
+                           & (height >= FRAME_HOLDS / 3.5 * height[i]))[0] + 1
         if len(inner) == 0:
             continue
-        if _inside_loop(labels[top[i]:bottom[i], left[i]:right[i]], i + 1, inner.tolist()):
+        region = labels[top[i]:bottom[i], left[i]:right[i]]
+        holes = _holes(region, i + 1)
+        held = _inside_loop(region, holes, inner.tolist())
+        # A digit half as tall as the loop's box (a circled digit), or two digits or more
+        # that fill its hole (a number in a box at a tilt; a face's mouth is one piece).
+        circled = any(height[j - 1] >= FRAME_HOLDS * height[i] for j in held)
+        if not circled and sum(_fills_hole(holes, corners[j - 1]) for j in held) < 2:
+            continue
+        # A loop that digits touch is left: taking it away would take them too.
+        if _bare_loop(region == i + 1, holes):
             out.append(int(i))
     return out
 
 
-def _inside_loop(region: np.ndarray, loop_label: int, pieces: list[int]) -> list[int]:
-    """Of `pieces` (labels in `region`, the loop's box), those that lie in the loop's holes:
-    at least 90% of their pixels. The loop is grown by a pixel first, to close a thin pen's
-    gaps. One count over the box, however many pieces."""
+def _fills_hole(holes: np.ndarray, box: np.ndarray) -> bool:
+    """Whether a piece (its (left, top, right, bottom)) inside a loop is at least FRAME_HOLDS
+    as tall as the loop's `holes` are wide across (the widest circle they hold, whatever the
+    loop's tilt): a digit in a frame, not a mark inside a drawing (a face's mouth)."""
+    across = 2 * float(ndimage.distance_transform_edt(np.pad(holes, 1)).max())
+    return box[3] - box[1] >= FRAME_HOLDS * across
+
+
+def _bare_loop(loop: np.ndarray, holes: np.ndarray) -> bool:
+    """Whether a loop's ink is a ring alone: none of it reaches inwards further than a few
+    of its strokes' widths from its outer edge (a digit touching a box reaches in)."""
+    # The loop's outer edge is its box's edge too: padded, so that distances run from it.
+    outline = np.pad(grow(loop, 1) | holes, 1)  # (the holes stop a pixel short of the loop)
+    width = 2 * float(np.median(ndimage.distance_transform_edt(loop)[loop]))
+    deep = ndimage.distance_transform_edt(outline)[1:-1, 1:-1] > 3 * width + 1
+    return (loop & deep).sum() <= 0.02 * loop.sum()
+
+
+def _holes(region: np.ndarray, loop_label: int) -> np.ndarray:
+    """The holes of one loop in `region` (labels, the loop's box). The loop is grown by a
+    pixel first, to close a thin pen's gaps."""
     loop = grow(region == loop_label, 1)
-    holes = ndimage.binary_fill_holes(loop) & ~loop
+    return ndimage.binary_fill_holes(loop) & ~loop
+
+
+def _inside_loop(region: np.ndarray, holes: np.ndarray, pieces: list[int]) -> list[int]:
+    """Of `pieces` (labels in `region`), those that lie in the loop's `holes`: at least 90%
+    of their pixels. One count over the box, however many pieces."""
     size = int(region.max()) + 1
     held = np.bincount(region[holes], minlength=size)
     total = np.bincount(region.ravel(), minlength=size)
