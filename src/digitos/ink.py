@@ -587,7 +587,7 @@ def _marks_inside(labels: np.ndarray, members: list[int],
         held = _inside_loop(region, holes, [j + 1 for j in inner])
         # Digits in a frame that touches some of them (the rest stand free in it) are no
         # marks: two or more that fill its hole.
-        filling = [j for j in held if _fills_hole(holes, np.asarray(boxes[j - 1]))]
+        filling = _filling(holes, held, boxes)
         if len(filling) >= 2:
             held = [j for j in held if j not in filling]
         # One dot alone may be a dotted zero; two marks (eyes), or one as wide as a quarter of
@@ -599,10 +599,11 @@ def _marks_inside(labels: np.ndarray, members: list[int],
 
 
 def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
-    """Components that are a closed loop drawn around other ink at least FRAME_HOLDS as tall
-    as the loop's hole is wide across: the circle or box around a digit or a number, not part
-    of it. The hole, not the loop's box: a box photographed at a tilt is far taller, corner to
-    corner, than the digits it holds.
+    """Components that are a closed loop drawn around a digit at least FRAME_HOLDS as tall
+    as the loop, or around two or more at least FRAME_HOLDS as tall as its hole is wide
+    across: the circle or box around a digit or a number, not part of it. The hole, not the
+    loop's box: a box photographed at a tilt is far taller, corner to corner, than the digits
+    it holds. A loop that digits touch is not one (`_bare_loop`).
 
     The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter. Only
     pieces at least SPECK of the tallest are looked at: a smaller one is a speck whatever it
@@ -628,7 +629,7 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
         # A digit half as tall as the loop's box (a circled digit), or two digits or more
         # that fill its hole (a number in a box at a tilt; a face's mouth is one piece).
         circled = any(height[j - 1] >= FRAME_HOLDS * height[i] for j in held)
-        if not circled and sum(_fills_hole(holes, corners[j - 1]) for j in held) < 2:
+        if not circled and len(_filling(holes, held, corners)) < 2:
             continue
         # A loop that digits touch is left: taking it away would take them too.
         if _bare_loop(region == i + 1, holes):
@@ -636,12 +637,16 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
     return out
 
 
-def _fills_hole(holes: np.ndarray, box: np.ndarray) -> bool:
-    """Whether a piece (its (left, top, right, bottom)) inside a loop is at least FRAME_HOLDS
-    as tall as the loop's `holes` are wide across (the widest circle they hold, whatever the
-    loop's tilt): a digit in a frame, not a mark inside a drawing (a face's mouth)."""
+def _filling(holes: np.ndarray, pieces: list[int],
+             boxes: np.ndarray | list[tuple[int, int, int, int]]) -> list[int]:
+    """Of `pieces` inside a loop (labels; `boxes` holds each component's (left, top, right,
+    bottom)), those at least FRAME_HOLDS as tall as the loop's `holes` are wide across (the
+    widest circle they hold, whatever the loop's tilt): digits in a frame, not marks inside a
+    drawing."""
+    if not pieces:
+        return []
     across = 2 * float(ndimage.distance_transform_edt(np.pad(holes, 1)).max())
-    return box[3] - box[1] >= FRAME_HOLDS * across
+    return [j for j in pieces if boxes[j - 1][3] - boxes[j - 1][1] >= FRAME_HOLDS * across]
 
 
 def _bare_loop(loop: np.ndarray, holes: np.ndarray) -> bool:
