@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
 from test_preprocess import png
 
 from digitos import predict
@@ -101,6 +102,47 @@ def test_ruled_lines_are_removed_from_the_ink_mask():
     assert len(groups) == 1
     left, top, right, bottom = groups[0].box
     assert right - left < 40 and bottom - top > 350
+
+
+def test_a_pale_ruled_line_that_breaks_into_dashes_is_taken_away(mnist, reader):
+    """A pale line (pencil, or a thin one photographed small) is dashes at the ink level, too
+    short to be found as a line, and the dashes joined the digits standing on it into one."""
+    rng = np.random.default_rng(3)
+    right = 0
+    for _ in range(6):
+        pick = rng.choice(len(mnist.test), size=4, replace=False)
+        drawn = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
+                              touch=0.0)
+        number = np.asarray(Image.open(io.BytesIO(drawn.data)).convert("L"), dtype=np.float32)
+        number = np.asarray(Image.fromarray(number.astype(np.uint8)).reduce(2), np.float32)
+        h, w = number.shape
+        page = np.full((h + 40, w + 40), 240.0)
+        page[20:20 + h, 20:20 + w] = np.minimum(page[20:20 + h, 20:20 + w],
+                                                 30 + number * (210 / 255))
+        ys = np.nonzero((page < 128).any(axis=1))[0]
+        line = ys[-1] - (ys[-1] - ys[0]) // 5  # through the digits' lower part
+        page[line:line + 2] = np.minimum(page[line:line + 2], 150)  # under half the ink's strength
+        page += rng.normal(0, 10, page.shape)
+        data = save(page, "PNG")
+        assert len(find_groups(find_ink(Image.open(io.BytesIO(data))))) == 4
+        right += read_image(reader, data, "pale-line.png").number == drawn.number
+    assert right >= 5
+
+
+def test_strokes_crossing_a_ruled_line_or_lying_on_it_stay_whole():
+    """Only the line's own ink is taken away: a stroke crossing it stays one piece, and a 2's
+    base written along it stays the 2's."""
+    page = Image.new("L", (600, 300), 245)
+    draw = ImageDraw.Draw(page)
+    draw.line([(0, 200), (600, 200)], fill=110, width=3)
+    draw.line([(150, 60), (150, 260)], fill=0, width=10)  # a 1 across the line
+    draw.line([(300, 196), (420, 196)], fill=0, width=12)  # a base along the line, on it
+    draw.line([(300, 196), (400, 80)], fill=0, width=10)  # the 2's diagonal above it
+    ink = find_ink(page)
+    x0, y0 = ink.offset
+    _, count = ndimage.label(ink.mask, structure=np.ones((3, 3), bool))
+    assert count == 2  # the 1 and the 2, neither cut apart by the line
+    assert ink.mask[199 - y0:202 - y0, 310 - x0:410 - x0].all()  # the base, where the line was
 
 
 def test_a_digit_written_on_one_line_or_underlined_reads_without_the_line(mnist, reader):

@@ -24,6 +24,7 @@ from .errors import DigitosError
 WORK_SIDE = 1024  # px: a larger image is reduced once, right after decoding, to at most this
 NOISE_FLOOR = 0.2  # fainter than this (of the ink's full strength) is paper, not ink
 INK_LEVEL = 0.5  # a pixel is ink when at least this far from the paper towards the ink
+LINE_LEVEL = 0.3  # ruled lines and underlines are sought this far: a pale one is dashes at 0.5
 DUST = 0.03  # a component smaller than this share of the writing's height is dust: dropped
 SPECK = 0.08  # one smaller than this is a speck or a fragment of a stroke...
 NEAR = 0.25  # ...and is kept only when within this share of a digit's height from it
@@ -302,6 +303,38 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
+    """Pixels of ruled paper, underlines and a ruled line a digit stands on."""
+    ruled = _ruled_lines(mask, page)
+    lines = ruled | _lone_lines(mask & ~ruled)
+    if not lines.any():
+        return lines
+    # Where a stroke crosses a line, or lies along it (a 2's base written on it), the ink is
+    # thicker than the line: that ink is the digit's, and stays.
+    labels, count = ndimage.label(lines)
+    area = np.bincount(labels.ravel())[1:]
+    wide = np.array([s[1].stop - s[1].start for s in ndimage.find_objects(labels, count)])
+    thick = int(np.ceil((area / wide).max()))
+    return lines & ~_straight_runs(mask.view(np.uint8), thick + 3, axis=0)
+
+
+def _with_edges(mask: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """The lines' pixels and the ink along their edges: the pieces taking the lines away
+    leaves that lie wholly within two pixels of one (a ragged edge, a pale line's dashes
+    beyond where it was found). A digit written on a line reaches out of that band."""
+    if not lines.any():
+        return lines
+    rest = mask & ~lines
+    pieces, count = ndimage.label(rest, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return lines
+    band = _near(lines)
+    outside = np.bincount(pieces[rest & ~band], minlength=count + 1)
+    edge = outside == 0
+    edge[0] = False
+    return lines | edge[pieces]
+
+
 def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
     """The sides of a box drawn around a digit that touches it (a form's box, written into
     tightly): straight lines along all four edges of one piece of ink, around ink at least
@@ -381,8 +414,10 @@ def find_ink(img: Image.Image, name: str = "image") -> Ink:
     ink = np.clip(ink / strength, 0.0, 1.0)
     ink[ink < NOISE_FLOOR] = 0.0
     mask = ink >= INK_LEVEL
-    mask &= ~_ruled_lines(mask, page)
-    mask &= ~_lone_lines(mask)
+    # Ruled lines and underlines are sought in fainter ink than the writing: a pale line (or
+    # a thin one, reduced) breaks into dashes at INK_LEVEL, too short to be found, and the
+    # dashes join the digits standing on it into one.
+    mask &= ~_with_edges(mask, _lines(ink >= LINE_LEVEL, page))
     if not mask.any():
         raise NoInk(name)
     polarity = "dark-on-light" if dark_ink else "light-on-dark"
