@@ -34,6 +34,8 @@ FLAT = 0.25  # a line under a digit is at most this share of its length, and of 
 SMALL_GROUP = 0.3  # a group under this share of the tallest group's height is not a digit
 STEP_COST = 0.05  # what a cut pays for a sideways step, against 1 for each pixel of ink it crosses
 LONE_LINE = 1.5  # a straight level line this many times as long as the rest of the ink is tall
+TILTED_LINE = 2.5  # ...and a line at a tilt this many times (a stroke at a tilt is far more
+# often a letter's or a picture's than a level one is)
 BAR = 1.5  # a bar apart beside a digit's top (a 5's) is this many times as wide as tall...
 BAR_GAP = 0.25  # ...at most this share of the digit's height from its side...
 TOP_PART = 0.35  # ...with its bottom in this top share of the digit, its top at most as high above
@@ -263,21 +265,21 @@ def _ruled_lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
     return lines
 
 
-def _lone_lines(mask: np.ndarray) -> np.ndarray:
+def _lone_lines(mask: np.ndarray, longer: float = LONE_LINE) -> np.ndarray:
     """Pixels of a straight level line far longer than the rest of the writing is tall: an
     underline, or the one ruled line a digit is written on (a tight crop of lined paper).
 
-    No stroke of a digit is LONE_LINE times as long as the digit is tall, except a long base
-    (a 2's): that one ends in the rest of the digit, which an underline or a ruled line does
-    not. When nothing else is left, the line is the writing, and stays.
+    No stroke of a digit is `longer` (LONE_LINE) times as long as the digit is tall, except a
+    long base (a 2's): that one ends in the rest of the digit, which an underline or a ruled
+    line does not. When nothing else is left, the line is the writing, and stays.
     """
     out = np.zeros_like(mask)
     rows = np.nonzero(mask.any(axis=1))[0]
     if len(rows) == 0:
         return out
-    # Such a line is at least LONE_LINE times half as long as all the ink is tall (that
+    # Such a line is at least `longer` times half as long as all the ink is tall (that
     # height counts the line and the gap to it: less than twice the rest's, for an underline).
-    size = max(16, int(LONE_LINE * 0.5 * (rows[-1] - rows[0] + 1))) | 1  # as `_straight_runs` opens
+    size = max(16, int(longer * 0.5 * (rows[-1] - rows[0] + 1))) | 1  # as `_straight_runs` opens
     m = mask.view(np.uint8)
     long_rows = np.nonzero(m.sum(axis=1) >= size)[0]
     if size > mask.shape[1] or len(long_rows) == 0:
@@ -292,7 +294,7 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
     lines, line_count = ndimage.label(found)
     pieces, spans = None, []
     for i, (ys, xs) in enumerate(ndimage.find_objects(lines, line_count), start=1):
-        if xs.stop - xs.start < LONE_LINE * tall:
+        if xs.stop - xs.start < longer * tall:
             continue
         if pieces is None:
             pieces = ndimage.label(rest, structure=np.ones((3, 3), bool))[0]
@@ -304,18 +306,124 @@ def _lone_lines(mask: np.ndarray) -> np.ndarray:
 
 
 def _lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
-    """Pixels of ruled paper, underlines and a ruled line a digit stands on."""
-    ruled = _ruled_lines(mask, page)
-    lines = ruled | _lone_lines(mask & ~ruled)
+    """Pixels of ruled paper, underlines and a ruled line a digit stands on, level or at a
+    tilt (paper photographed askew): at a tilt, the page is sheared until they are level."""
+    lines = _level_lines(mask, page)
+    if not lines.any():
+        slope = _slope(mask, page)
+        if slope == 0.0:
+            return lines
+        sheared, rows, cols = _sheared(mask, slope)
+        lines = (_level_lines(_taller(sheared), page, TILTED_LINE) & sheared)[rows, cols]
+        if not lines.any():
+            return lines
+    lines &= ~_box_sides(mask, lines)
     if not lines.any():
         return lines
     # Where a stroke crosses a line, or lies along it (a 2's base written on it), the ink is
     # thicker than the line: that ink is the digit's, and stays.
-    labels, count = ndimage.label(lines)
+    labels, count = ndimage.label(lines, structure=np.ones((3, 3), bool))
     area = np.bincount(labels.ravel())[1:]
     wide = np.array([s[1].stop - s[1].start for s in ndimage.find_objects(labels, count)])
     thick = int(np.ceil((area / wide).max()))
     return lines & ~_straight_runs(mask.view(np.uint8), thick + 3, axis=0)
+
+
+def _taller(mask: np.ndarray) -> np.ndarray:
+    """Each pixel made a row taller: a line that steps a row up or down now and then (drawn
+    by hand, thinned, or sheared level by whole rows) runs on unbroken along one row."""
+    return ndimage.maximum_filter1d(mask.view(np.uint8), 3, axis=0).view(bool)
+
+
+def _box_sides(mask: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """The lines that are a side of a box drawn around writing: the ink they lie in closes
+    around a hole at least half as wide as they are long. A box is a frame, which grouping
+    leaves out whole (`_frames`); taken for lines, its top and bottom went and its upright
+    sides were read as 1s."""
+    found, count = ndimage.label(lines, structure=np.ones((3, 3), bool))
+    sides = np.zeros_like(lines)
+    if count == 0:
+        return sides
+    pieces = ndimage.label(mask, structure=np.ones((3, 3), bool))[0]
+    spans = ndimage.find_objects(pieces)
+    for k, (ys, xs) in enumerate(ndimage.find_objects(found), start=1):
+        line = found[ys, xs] == k
+        for p in np.unique(pieces[ys, xs][line]):
+            py, px = spans[p - 1]
+            piece = pieces[py, px] == p
+            holes = ndimage.label(ndimage.binary_fill_holes(piece) & ~piece)[0]
+            if any(h[1].stop - h[1].start >= 0.5 * (xs.stop - xs.start)
+                   for h in ndimage.find_objects(holes)):
+                sides[ys, xs] |= line
+                break
+    return sides
+
+
+# Slopes (rows per column) that lines are sought at when none lies level: 1.5 to 15 degrees
+# either way, every half degree (paper photographed askew); and level, where the longest
+# straight ink may lie too (then it is no line: the level search said so).
+SLOPES = np.tan(np.radians(np.concatenate([[0.0], np.arange(1.5, 15.1, 0.5),
+                                           -np.arange(1.5, 15.1, 0.5)])))
+
+
+def _slope(mask: np.ndarray, page: tuple[int, int]) -> float:
+    """The slope of the longest straight line of ink at a tilt (SLOPES), if it is as long as
+    a line must be (`_ruled_lines`, `_lone_lines`); else 0. The ink is counted along every
+    slope at once (at most about 2,000 of its pixels, evenly: enough to see a line by): a
+    line is a tall peak."""
+    ys, xs = np.nonzero(mask)
+    step = max(1, len(xs) // 2000)
+    ys, xs = ys[::step], xs[::step]
+    if len(xs) < 4:
+        return 0.0
+    # As long as the shorter of a ruled line and a line under the writing must be.
+    needed = min(0.6 * page[1], max(16.0, TILTED_LINE * 0.5 * (ys.max() - ys.min() + 1)))
+    along = ys[None, :] - np.round(SLOPES[:, None] * xs[None, :]).astype(np.intp)
+    lowest = along.min(axis=1)
+    along -= lowest[:, None]
+    span = int(along.max()) + 1
+    along += span * np.arange(len(SLOPES))[:, None]  # each slope counted in its own bins
+    counts = np.bincount(along.ravel(), minlength=span * len(SLOPES)).reshape(-1, span)
+    # The likeliest slopes, each at its fullest row; a line there runs on unbroken (a row of
+    # digits' bars and bases, which can count as much, has gaps between the digits).
+    for k in np.argsort(counts.max(axis=1))[::-1][:3]:
+        if step * counts[k].max() < needed or k == 0:
+            break
+        x = np.arange(mask.shape[1])
+        y = int(np.argmax(counts[k])) + lowest[k] + np.round(SLOPES[k] * x).astype(np.intp)
+        on = np.zeros(len(x), bool)
+        for dy in range(-2, 3):  # two rows either side: the slope is known to half a degree
+            inside = (y + dy >= 0) & (y + dy < mask.shape[0])
+            on[inside] |= mask[y[inside] + dy, x[inside]]
+        if _longest_run(on) >= needed:
+            return float(SLOPES[k])
+    return 0.0
+
+
+def _longest_run(on: np.ndarray) -> int:
+    """The length of the longest run of True in a 1-D boolean array."""
+    edges = np.diff(np.concatenate([[0], on.view(np.int8), [0]]))
+    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return int((stops - starts).max()) if len(starts) else 0
+
+
+def _sheared(mask: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask with each column moved up or down so that lines of `slope` lie level, and
+    where each pixel went (rows, columns: `sheared[rows, cols]` is the mask again)."""
+    h, w = mask.shape
+    shift = np.round(slope * np.arange(w)).astype(np.intp)
+    shift = shift.max() - shift
+    rows = np.arange(h)[:, None] + shift[None, :]
+    cols = np.broadcast_to(np.arange(w), (h, w))
+    sheared = np.zeros((h + int(shift.max()), w), bool)
+    sheared[rows, cols] = mask
+    return sheared, rows, cols
+
+
+def _level_lines(mask: np.ndarray, page: tuple[int, int], longer: float = LONE_LINE) -> np.ndarray:
+    """Pixels of level lines: ruled paper, underlines, a ruled line a digit stands on."""
+    ruled = _ruled_lines(mask, page)
+    return ruled | _lone_lines(mask & ~ruled, longer)
 
 
 def _with_edges(mask: np.ndarray, lines: np.ndarray) -> np.ndarray:
