@@ -104,17 +104,22 @@ def test_ruled_lines_are_removed_from_the_ink_mask():
     assert right - left < 40 and bottom - top > 350
 
 
+def number_apart(mnist, rng):
+    """Four test digits drawn apart as one drawing, and its page (a grey image)."""
+    pick = rng.choice(len(mnist.test), size=4, replace=False)
+    drawn = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
+                          touch=0.0)
+    return drawn, Image.open(io.BytesIO(drawn.data)).convert("L")
+
+
 def test_a_pale_ruled_line_that_breaks_into_dashes_is_taken_away(mnist, reader):
     """A pale line (pencil, or a thin one photographed small) is dashes at the ink level, too
     short to be found as a line, and the dashes joined the digits standing on it into one."""
     rng = np.random.default_rng(3)
     right = 0
     for _ in range(6):
-        pick = rng.choice(len(mnist.test), size=4, replace=False)
-        drawn = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
-                              touch=0.0)
-        number = np.asarray(Image.open(io.BytesIO(drawn.data)).convert("L"), dtype=np.float32)
-        number = np.asarray(Image.fromarray(number.astype(np.uint8)).reduce(2), np.float32)
+        drawn, img = number_apart(mnist, rng)
+        number = np.asarray(img.reduce(2), np.float32)
         h, w = number.shape
         page = np.full((h + 40, w + 40), 240.0)
         page[20:20 + h, 20:20 + w] = np.minimum(page[20:20 + h, 20:20 + w],
@@ -146,8 +151,8 @@ def test_strokes_crossing_a_ruled_line_or_lying_on_it_stay_whole():
 
 
 def number_on_lines_at_a_tilt(mnist, first: int, tilt: float, underline: bool) -> Image.Image:
-    """Four test digits on ruled paper (or over a line drawn under them, the last one
-    touching it), the page photographed at a tilt."""
+    """Four test digits on ruled paper (or over a line drawn under them, touching the lowest
+    of them), the page photographed at a tilt."""
     page = np.full((400, 800), 245.0)
     boxes = [mnist_on_page(mnist.test.images[first + k], 112, page, (150 + 110 * k, 120))
              for k in range(4)]
@@ -196,10 +201,8 @@ def test_an_underlined_number_reads_as_its_digits(mnist, reader):
     rng = np.random.default_rng(5)
     right = 0
     for _ in range(10):
-        pick = rng.choice(len(mnist.test), size=4, replace=False)
-        drawn = render_number(mnist.test.images[pick], mnist.test.labels[pick].tolist(), rng,
-                              touch=0.0)
-        page = np.asarray(Image.open(io.BytesIO(drawn.data)).convert("L"), dtype=np.float32).copy()
+        drawn, img = number_apart(mnist, rng)
+        page = np.asarray(img, dtype=np.float32).copy()
         ys, xs = np.nonzero(page < 128)
         page[ys.max() + 8: ys.max() + 12, xs.min() - 10: xs.max() + 10] = 20
         right += read_image(reader, save(page, "PNG"), "underlined.png").number == drawn.number

@@ -330,8 +330,8 @@ def _lines(mask: np.ndarray, page: tuple[int, int]) -> np.ndarray:
 
 
 def _taller(mask: np.ndarray) -> np.ndarray:
-    """Each pixel made a row taller: a line that steps a row up or down now and then (drawn
-    by hand, thinned, or sheared level by whole rows) runs on unbroken along one row."""
+    """Each pixel made a row taller: a line sheared level by whole rows steps a row up or
+    down now and then; made taller, it runs on unbroken along one row."""
     return ndimage.maximum_filter1d(mask.view(np.uint8), 3, axis=0).view(bool)
 
 
@@ -386,10 +386,10 @@ def _slope(mask: np.ndarray, page: tuple[int, int]) -> float:
     counts = np.bincount(along.ravel(), minlength=span * len(SLOPES)).reshape(-1, span)
     # The likeliest slopes, each at its fullest row; a line there runs on unbroken (a row of
     # digits' bars and bases, which can count as much, has gaps between the digits).
+    x = np.arange(mask.shape[1])
     for k in np.argsort(counts.max(axis=1))[::-1][:3]:
         if step * counts[k].max() < needed or k == 0:
             break
-        x = np.arange(mask.shape[1])
         y = int(np.argmax(counts[k])) + lowest[k] + np.round(SLOPES[k] * x).astype(np.intp)
         on = np.zeros(len(x), bool)
         for dy in range(-2, 3):  # two rows either side: the slope is known to half a degree
