@@ -121,6 +121,48 @@ def test_touching_digits_the_line_reader_is_sure_of_are_not_cut(mnist, line_read
         assert predict.read_image(line_reader_present, page).number == expected
 
 
+def apart(digits: list[np.ndarray]) -> bytes:
+    """MNIST digits written side by side on paper, a little apart."""
+    page = Image.new("L", (60 + 90 * len(digits), 160), 255)
+    for i, d in enumerate(digits):
+        page.paste(Image.fromarray(255 - d).resize((84, 84)), (30 + 90 * i, 38))
+    return png(page)
+
+
+def test_digits_the_classifier_drops_the_line_reader_reads(mnist, line_reader_present,
+                                                           monkeypatch):
+    """A digit the classifier is sure is no digit (here every 7, by a stand-in's word) is
+    dropped from the number it reads piece by piece, and the classifier, shown the 7's ink,
+    disagrees with the line reader; the line reader, reading the whole line very surely,
+    reads a digit more, and its reading is taken."""
+    from digitos.predict import NOT_A_DIGIT, Reading, read_image
+
+    reader = line_reader_present
+    read_many = reader.read_many
+
+    def sevens_not_digits(pixels):
+        out = []
+        for r in read_many(pixels):
+            if r.digit == "7":
+                p = [0.0] * len(r.classes)
+                p[r.classes.index(NOT_A_DIGIT)], p[r.classes.index("1")] = 0.99, 0.01
+                r = Reading(NOT_A_DIGIT, 0.99, p, False, r.classes)
+            out.append(r)
+        return out
+
+    monkeypatch.setattr(reader, "read_many", sevens_not_digits)
+    labels = mnist.test.labels.tolist()
+    sevens = [i for i, y in enumerate(labels) if y == 7][:6]
+    others = [i for i, y in enumerate(labels) if y not in (1, 7)][:18]
+    right = 0
+    for k, seven in enumerate(sevens):
+        pick = [others[3 * k], seven, others[3 * k + 1], others[3 * k + 2]]
+        expected = "".join(str(labels[i]) for i in pick)
+        right += read_image(reader, apart([mnist.test.images[i].numpy() for i in pick])).number \
+            == expected
+    assert right >= 5
+
+
 def two_lines(mnist) -> bytes:
     """'12' written above '345', as a date over a year is."""
     page = Image.new("L", (500, 400), 255)

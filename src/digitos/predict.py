@@ -187,6 +187,8 @@ CUT_SURE = 0.9  # or this surely, when they were all cut from one piece that rea
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
 LINE_SURE = 0.8  # the line reader's digits read this surely, on average, are taken as read
+MORE_DIGITS_SURE = 0.96  # ...and this surely, its reading of more digits than the pieces gave
+PIECE_SURE = 0.9  # a piece read less surely than this may hold a digit more
 
 
 @dataclass
@@ -274,7 +276,9 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     is read whole by the line reader first, and its reading taken when it is sure of it and
     the classifier agrees on each digit (`_taken`). Otherwise the pieces are read one by one
     by the digit classifier; a piece that may hold touching digits is read whole by the line
-    reader or cut (`_segment`); then the pieces are judged as a number (`_judge`)."""
+    reader or cut (`_segment`); then the pieces are judged as a number (`_judge`). The line
+    reader's whole reading still stands where it reads very surely more digits than a number
+    of doubted pieces gave, or digits where the pieces made none."""
     first = _read_groups(reader, ink, groups)
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
@@ -314,6 +318,11 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
             if not judged[2]:
                 pieces, digits, not_digit = judged
                 break
+    if (not not_digit and len(whole) > len(digits) and _surety(whole) >= MORE_DIGITS_SURE
+            and any(p.not_a_digit or p.reading.confidence < PIECE_SURE for p in first)):
+        # A piece the classifier called no digit, or read unsurely, was dropped or read as
+        # one digit too few; the line reader, reading the whole line very surely, reads more.
+        pieces, digits = whole, whole
     if not_digit and read_whole is not None:
         whole = read_whole()
     if not_digit and len(whole) > 1 and _surety(whole) >= LINE_SURE:
