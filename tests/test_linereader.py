@@ -163,6 +163,34 @@ def test_digits_the_classifier_drops_the_line_reader_reads(mnist, line_reader_pr
     assert right >= 5
 
 
+def test_the_line_reader_decides_only_where_the_classifier_doubted_a_piece():
+    """The line reader's very sure reading of a whole line stands over the classifier's
+    pieces: with more digits where a piece was called no digit or read unsurely, with as
+    many only where a piece was called no digit (and so cut along guessed paths); never
+    with fewer digits, nor read less surely."""
+    from digitos.predict import NOT_A_DIGIT, WHOLE_SURE, DigitReading, Reading, _line_decides
+
+    classes = [*(str(d) for d in range(10)), NOT_A_DIGIT]
+
+    def read(label: str, confidence: float = 0.99) -> DigitReading:
+        p = [0.0] * len(classes)
+        p[classes.index(label)] = confidence
+        return DigitReading(Reading(label, confidence, p, False, classes), [0, 0, 1, 1],
+                            torch.zeros(28, 28, dtype=torch.uint8), None)
+
+    sure = [read(d) for d in "2710"]
+    unsure = [read(d, 0.8) for d in "2710"]
+    no_digit, doubted, plain = ([read("2"), piece, read("1"), read("0")]
+                                for piece in (read(NOT_A_DIGIT), read("7", 0.6), read("7")))
+    assert _line_decides(sure, sure[:3], no_digit)
+    assert _line_decides(sure, sure[:3], doubted)
+    assert not _line_decides(sure, sure[:3], plain)  # a 7 read surely holds no digit more
+    assert _line_decides(sure, [read(d) for d in "2110"], no_digit)
+    assert not _line_decides(sure, [read(d) for d in "2110"], doubted)
+    assert not _line_decides(sure[:3], [read(d) for d in "27310"], no_digit)
+    assert WHOLE_SURE > 0.8 and not _line_decides(unsure, unsure[:3], no_digit)
+
+
 def two_lines(mnist) -> bytes:
     """'12' written above '345', as a date over a year is."""
     page = Image.new("L", (500, 400), 255)

@@ -187,7 +187,7 @@ CUT_SURE = 0.9  # or this surely, when they were all cut from one piece that rea
 SAME_HEIGHT = 0.5  # and the shortest is at least this share of the tallest
 IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only this surely
 LINE_SURE = 0.8  # the line reader's digits read this surely, on average, are taken as read
-MORE_DIGITS_SURE = 0.96  # ...and this surely, its reading of more digits than the pieces gave
+WHOLE_SURE = 0.96  # ...and this surely, its reading outweighs pieces the classifier doubted
 PIECE_SURE = 0.9  # a piece read less surely than this may hold a digit more
 
 
@@ -277,8 +277,8 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     the classifier agrees on each digit (`_taken`). Otherwise the pieces are read one by one
     by the digit classifier; a piece that may hold touching digits is read whole by the line
     reader or cut (`_segment`); then the pieces are judged as a number (`_judge`). The line
-    reader's whole reading still stands where it reads very surely more digits than a number
-    of doubted pieces gave, or digits where the pieces made none."""
+    reader's whole reading still stands where it reads very surely what the classifier
+    doubted (`_line_decides`), or digits where the pieces made none."""
     first = _read_groups(reader, ink, groups)
     # All the writing read as one: one group is already that; several are read joined.
     everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
@@ -318,10 +318,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
             if not judged[2]:
                 pieces, digits, not_digit = judged
                 break
-    if (not not_digit and len(whole) > len(digits) and _surety(whole) >= MORE_DIGITS_SURE
-            and any(p.not_a_digit or p.reading.confidence < PIECE_SURE for p in first)):
-        # A piece the classifier called no digit, or read unsurely, was dropped or read as
-        # one digit too few; the line reader, reading the whole line very surely, reads more.
+    if not not_digit and _line_decides(whole, digits, first):
         pieces, digits = whole, whole
     if not_digit and read_whole is not None:
         whole = read_whole()
@@ -350,6 +347,21 @@ def _taken(reader: Reader, parts: list[DigitReading], alone: bool) -> bool:
     seen = reader.read_many(torch.stack([p.pixels for p in parts]))
     return all(str(int(np.argmax(r.digit_probabilities()))) == p.reading.digit
                for r, p in zip(seen, parts, strict=True))
+
+
+def _line_decides(whole: list[DigitReading], digits: list[DigitReading],
+                  first: list[DigitReading]) -> bool:
+    """Whether the line reader's reading of a whole line (`whole`) stands over the number the
+    classifier's path read piece by piece (`digits`; `first`: the pieces as it first read
+    them). It must read the line WHOLE_SURE surely, and the classifier must have doubted a
+    piece: more digits, where a piece it called no digit was dropped or one it read unsurely
+    held two touching digits; as many, where a piece it called no digit was cut apart along
+    paths, which only guess where one digit ends and the next begins."""
+    if len(whole) < len(digits) or not whole or _surety(whole) < WHOLE_SURE:
+        return False
+    if len(whole) > len(digits):
+        return any(p.not_a_digit or p.reading.confidence < PIECE_SURE for p in first)
+    return any(p.not_a_digit for p in first)
 
 
 def _has_line_reader(reader: Reader) -> bool:
