@@ -302,11 +302,6 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
         read_whole = functools.cache(
             lambda: _line_digits(reader, ink, join(groups)) if line_read else [])
     cut = [_segment(reader, ink, p, in_number, read_whole) for p in first]
-    if len(first) > 1 and not in_number and any(not d.not_a_digit for c in cut for d in c):
-        # Digits came out of cutting one piece (a "23" pushed together): the pieces left
-        # whole now stand beside digits too (a "11" pushed together beside it).
-        cut = [_segment(reader, ink, p, True) if len(c) == 1 and c[0] is p and p.not_a_digit else c
-               for p, c in zip(first, cut, strict=True)]
     lone_stroke = len(groups) == 1 and first[0].not_a_digit
     pieces, digits, not_digit = _judge([d for c in cut for d in c], everything, lone_stroke)
     if not_digit and len(first) > 1:
