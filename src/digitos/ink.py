@@ -611,10 +611,11 @@ def find_groups(ink: Ink, name: str = "image") -> list[Group]:
     # breaks apart at the ink threshold, and a digit should not.
     joined = grow((ink.strength > 0) & _near(ink.mask), 1)
     labels, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
+    whole = labels.copy()  # each component with its rims and gaps: a hairline loop closed
     labels[~ink.mask] = 0
     boxes = _boxes(labels, count)
     corners = np.asarray(boxes).reshape(-1, 4)  # the boxes as one array, for the tests below
-    frames = _frames(labels, corners)
+    frames = _frames(labels, corners, whole)
     heights = corners[:, 3] - corners[:, 1]
     extent = np.maximum(heights, corners[:, 2] - corners[:, 0])
     extent[frames] = 0  # neither digits nor specks
@@ -741,7 +742,7 @@ def _marks_inside(labels: np.ndarray, members: list[int],
     return False
 
 
-def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
+def _frames(labels: np.ndarray, corners: np.ndarray, whole: np.ndarray | None = None) -> list[int]:
     """Components that are a closed loop drawn around a digit at least FRAME_HOLDS as tall
     as the loop, or around two or more at least FRAME_HOLDS as tall as its hole is wide
     across: the circle or box around a digit or a number, not part of it. The hole, not the
@@ -751,7 +752,8 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
     The ink inside a 0, a face's eyes and mouth, a dot in a zero are all far shorter. Only
     pieces at least SPECK of the tallest are looked at: a smaller one is a speck whatever it
     holds, and a noisy photo has thousands of them (looking inside each one took seconds).
-    `corners` holds each component's (left, top, right, bottom), one row each.
+    `corners` holds each component's (left, top, right, bottom), one row each; `whole`, the
+    components as labelled, before their faint rims and one-pixel gaps were taken away.
     """
     if len(corners) == 0:
         return []
@@ -767,7 +769,13 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
         if len(inner) == 0:
             continue
         region = labels[top[i]:bottom[i], left[i]:right[i]]
+        loop = region == i + 1
         holes = _holes(region, i + 1)
+        if not holes.any() and whole is not None:
+            # A hairline box breaks into dashes at the ink level (a thin pen's line at a
+            # tilt); joined through its gaps, as grouping joins it, it closes.
+            loop = whole[top[i]:bottom[i], left[i]:right[i]] == i + 1
+            holes = ndimage.binary_fill_holes(loop) & ~loop
         held = _inside_loop(region, holes, inner.tolist())
         # A digit half as tall as the loop's box (a circled digit), or two digits or more
         # that fill its hole (a number in a box at a tilt; a face's mouth is one piece).
@@ -775,7 +783,7 @@ def _frames(labels: np.ndarray, corners: np.ndarray) -> list[int]:
         if not circled and len(_filling(holes, held, corners)) < 2:
             continue
         # A loop that digits touch is left: taking it away would take them too.
-        if _bare_loop(region == i + 1, holes):
+        if _bare_loop(loop, holes):
             out.append(int(i))
     return out
 
