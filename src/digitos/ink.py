@@ -742,7 +742,7 @@ def _marks_inside(labels: np.ndarray, members: list[int],
     return False
 
 
-def _frames(labels: np.ndarray, corners: np.ndarray, whole: np.ndarray | None = None) -> list[int]:
+def _frames(labels: np.ndarray, corners: np.ndarray, whole: np.ndarray) -> list[int]:
     """Components that are a closed loop drawn around a digit at least FRAME_HOLDS as tall
     as the loop, or around two or more at least FRAME_HOLDS as tall as its hole is wide
     across: the circle or box around a digit or a number, not part of it. The hole, not the
@@ -771,7 +771,7 @@ def _frames(labels: np.ndarray, corners: np.ndarray, whole: np.ndarray | None = 
         region = labels[top[i]:bottom[i], left[i]:right[i]]
         loop = region == i + 1
         holes = _holes(region, i + 1)
-        if not holes.any() and whole is not None:
+        if not holes.any():
             # A hairline box breaks into dashes at the ink level (a thin pen's line at a
             # tilt); joined through its gaps, as grouping joins it, it closes.
             loop = whole[top[i]:bottom[i], left[i]:right[i]] == i + 1
