@@ -1,31 +1,35 @@
 """How well digitos reads whole numbers: 2-6 MNIST *test* digits written as one drawing.
 
     python benchmarks/numbers_accuracy.py --data-dir ../shared/data/mnist [-n 1000] [--checkpoint CKPT]
-        [--hands] [--lines-checkpoint CKPT | --no-line-reader]
+        [--hands | --uci] [--lines-checkpoint CKPT | --no-line-reader]
 
 Each number is drawn by digitos.synth.drawings.render_number: its own size and baseline for every
 digit, varied gaps, one in five neighbours pushed together until their ink touches, dark ink
 on white paper with noise, PNG or JPEG. A number counts as right only when every digit is
 read and in the right order (exact match). The digits come from MNIST's test files, which no
-training sees.
+training sees. `--hands`: the numbers written in the world's styles and hands instead;
+`--uci`: numbers of the UCI writers' 8x8 digits (scikit-learn's `load_digits`, which no
+training sees either) side by side, enlarged as thumbnails are.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from digitos.datasets import load_dataset
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
 from digitos.synth import BENCHMARK_SEEDS
 from digitos.synth.drawings import render_number
-from digitos.synth.hands import random_hand
+from digitos.synth.hands import RESAMPLERS, random_hand
 from digitos.synth.lines import random_number, write_line
 
 
@@ -48,6 +52,26 @@ def hands_number(digits: np.ndarray, labels: np.ndarray, k: int,
     return HandsNumber(write_line(line, hand, rng), line.text, touch, hand.format)
 
 
+def uci_number(images: np.ndarray, labels: np.ndarray, k: int,
+               rng: np.random.Generator) -> HandsNumber:
+    """k of the UCI writers' 8x8 digits side by side, each in its own frame as the dataset
+    holds it (their ink fills it but for a column or so each side), with 2 pixels of paper
+    around, enlarged 4-15 times bicubically or by repeating each pixel ("nearest"), saved as
+    a PNG. "Touching": two neighbours at most one of their pixels apart (enlarged, the blur
+    joins them)."""
+    pick = rng.choice(len(images), size=k, replace=False)
+    tiles = [images[i] for i in pick]
+    grey = np.pad(255 - (np.hstack(tiles) / 16 * 255).astype(np.uint8), 2, constant_values=255)
+    scale = int(rng.integers(4, 16))
+    how = "nearest" if rng.random() < 0.5 else "bicubic"
+    img = Image.fromarray(grey).resize((grey.shape[1] * scale, grey.shape[0] * scale),
+                                       RESAMPLERS[how])
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    touch = any(a[:, -1].any() or b[:, 0].any() for a, b in zip(tiles, tiles[1:], strict=False))
+    return HandsNumber(buf.getvalue(), "".join(str(labels[i]) for i in pick), touch, how)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default=None)
@@ -66,13 +90,23 @@ def main() -> None:
                          "digits, slanted, written by random hands: sizes down to thumbnails, "
                          "pens, tilt, blur, JPEG, ruled paper), with seeds from "
                          "synth.BENCHMARK_SEEDS up")
+    ap.add_argument("--uci", action="store_true",
+                    help="numbers of the UCI writers' 8x8 digits side by side instead, enlarged "
+                         "4-15x bicubically or by repeating pixels (needs scikit-learn)")
     args = ap.parse_args()
+    if args.hands and args.uci:
+        ap.error("--hands and --uci are two different benchmarks: ask for one")
 
     lines = False if args.no_line_reader else (args.lines_checkpoint or True)
     reader = load_reader(args.checkpoint, lines=lines)
     test = load_dataset("mnist", args.data_dir, progress=False).test
     test_images, test_labels = test.images.numpy(), test.labels.numpy()
-    rng = np.random.default_rng(args.seed + (BENCHMARK_SEEDS + 500 if args.hands else 0))
+    rng = np.random.default_rng(args.seed + (BENCHMARK_SEEDS + 500 if args.hands else
+                                             BENCHMARK_SEEDS + 700 if args.uci else 0))
+    if args.uci:
+        from sklearn.datasets import load_digits
+
+        uci = load_digits()
     right: dict[str, list[bool]] = defaultdict(list)
     seconds, nothing = 0.0, 0
     for i in range(args.n):
@@ -80,6 +114,8 @@ def main() -> None:
         pick = rng.choice(len(test), size=k, replace=False)
         if args.hands:
             drawing = hands_number(test_images, test_labels, k, rng)
+        elif args.uci:
+            drawing = uci_number(uci.images, uci.target, k, rng)
         else:
             drawing = render_number(test.images[pick], test.labels[pick].tolist(), rng)
         t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from scipy import ndimage
 from test_preprocess import png
 
 from digitos import predict
-from digitos.ink import Group, between, cut_paths, find_groups, find_ink, join
+from digitos.ink import Group, between, cut_paths, find_groups, find_ink, join, unblocked
 from digitos.predict import Reading, read_image
 from digitos.synth.drawings import render_number
 
@@ -799,3 +799,56 @@ def test_numbers_of_mnist_test_digits_read_whole(mnist, reader, touch):
         result = read_image(reader, drawing.data)
         right += result.number == drawing.number
     assert right >= (18 if touch == 0 else 14)  # measured: 20 and 16 of 20 (13 with straight cuts)
+
+
+def thumbnail(mnist, first: int, k: int, side: int) -> tuple[Image.Image, str]:
+    """k MNIST test digits side by side, dark on white, shrunk to a thumbnail `side` px tall
+    with 4 px of paper around, and the number they write."""
+    digits = [mnist.test.images[first + i].numpy() for i in range(k)]
+    small = Image.fromarray(255 - np.hstack(digits)).resize((side * k, side), Image.BOX)
+    text = "".join(str(int(mnist.test.labels[first + i])) for i in range(k))
+    return Image.fromarray(np.pad(np.asarray(small), 4, constant_values=255)), text
+
+
+def enlarged(img: Image.Image, k: int, how) -> Image.Image:
+    return img.resize((img.width * k, img.height * k), how)
+
+
+@pytest.mark.parametrize("k, at", [(2, (0, 0)), (7, (3, 5)), (13, (12, 1))])
+def test_pixels_repeated_are_taken_back_and_enlarged_smoothly(mnist, k, at):
+    small, _ = thumbnail(mnist, 10, 3, 11)
+    # Cropped: the grid of blocks starts anywhere, and the blocks at the edges are partial.
+    window = (*at, small.width * k - 3, small.height * k - 2)
+    blocky = enlarged(small, k, Image.NEAREST).crop(window)
+    smooth = enlarged(small, k, Image.BICUBIC).crop(window)
+    np.testing.assert_array_equal(np.asarray(unblocked(blocky)), np.asarray(smooth))
+
+
+def test_images_not_made_of_repeated_pixels_are_left_as_they_are(mnist):
+    small, _ = thumbnail(mnist, 10, 3, 11)
+    crisp = Image.new("L", (120, 90), 255)  # Paint's pencil: no anti-aliasing, 1 px
+    ImageDraw.Draw(crisp).line([(20, 70), (50, 15), (60, 70), (100, 20)], fill=0, width=1)
+    drawing = Image.open(io.BytesIO(render_number(
+        mnist.test.images[:3], mnist.test.labels[:3].tolist(), np.random.default_rng(0)).data))
+    # A crisp box drawn over a digit enlarged smoothly: its sharp edges lie on a grid of 5 px.
+    boxed = Image.new("L", (500, 400), 245)
+    boxed.paste(Image.fromarray(255 - mnist.test.images[0].numpy()).resize((168, 168),
+                                                                           Image.BICUBIC),
+                (166, 116))
+    ys, xs = np.nonzero(np.asarray(boxed) < 128)
+    ImageDraw.Draw(boxed).rectangle([(xs.min() + 2, ys.min() + 2), (xs.max() - 2, ys.max() - 2)],
+                                    outline=0, width=5)
+    for img in (enlarged(small, 6, Image.BICUBIC), crisp, drawing.convert("L"), boxed,
+                Image.fromarray(255 - mnist.test.images[0].numpy())):
+        assert unblocked(img) is img
+
+
+def test_a_number_enlarged_by_repeating_pixels_reads_as_one_enlarged_smoothly(mnist, reader):
+    """Blown up by repeating pixels, the thumbnail's strokes are staircases of squares whose
+    corners barely touch; read, it must say what the same thumbnail enlarged smoothly says."""
+    for n in range(12):
+        small, _ = thumbnail(mnist, 100 + 3 * n, 3, 12)
+        k = 5 + n % 9
+        blocky = read_image(reader, png(enlarged(small, k, Image.NEAREST)))
+        smooth = read_image(reader, png(enlarged(small, k, Image.BICUBIC)))
+        assert (blocky.number, blocky.not_a_digit) == (smooth.number, smooth.not_a_digit)

@@ -109,6 +109,8 @@ def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], 
         (grey, origin), inverted = transparent, True
     if step > 1:
         grey = grey.reduce(step)  # a box filter; the last partial blocks are averaged as they are
+    if grey.mode == "L":
+        grey = unblocked(grey)
     if inverted:
         grey = ImageChops.invert(grey)
     arr = np.asarray(grey, dtype=np.float32)
@@ -118,6 +120,63 @@ def working_grey(img: Image.Image) -> tuple[np.ndarray, float, tuple[int, int], 
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
     return arr, w / page[1], origin, page
+
+
+BLOCK_EDGE = 64  # grey levels: a step this large between neighbours is an edge, not noise
+BLOCKS_OTHER = 0.01  # pixels not their block's grey, per pixel not the paper's: not repeated
+
+
+def unblocked(grey: Image.Image) -> Image.Image:
+    """An image enlarged by repeating each pixel (a thumbnail blown up with "nearest
+    neighbour", pixel art) as a viewer's smooth zoom would have enlarged it: its pixels'
+    blocks taken back to one pixel each, and enlarged again bicubically to the same size.
+
+    Repeated pixels draw every stroke as a staircase of squares, corners touching corners: a
+    diagonal stroke breaks into pieces and a digit's edges are steps that no pen makes. The
+    models learned strokes. An image is taken for one enlarged so when all its sharp edges
+    (BLOCK_EDGE) lie on one grid of blocks at least 2 px a side and nearly every pixel is the
+    grey of its block; any other image is returned as it is.
+    """
+    a = np.asarray(grey, dtype=np.int16)
+    across = np.abs(np.diff(a, axis=1))
+    sx, ox = _block_grid(np.where(across >= BLOCK_EDGE, across, 0).sum(0))
+    if sx < 2:  # most images: rows are not asked
+        return grey
+    down = np.abs(np.diff(a, axis=0))
+    sy, oy = _block_grid(np.where(down >= BLOCK_EDGE, down, 0).sum(1))
+    if sy < 2:
+        return grey
+    # Whole blocks: the partial ones at the edges are padded with their own pixels.
+    before_y, before_x = (sy - oy) % sy, (sx - ox) % sx
+    h, w = a.shape
+    after_y = -(before_y + h) % sy
+    after_x = -(before_x + w) % sx
+    whole = np.pad(a, ((before_y, after_y), (before_x, after_x)), mode="edge")
+    small = whole[::sy, ::sx]  # each block's first pixel
+    # Every block one grey: sharp edges of a few crisp shapes can lie on a grid by chance (a
+    # box drawn around a digit enlarged smoothly), but then the blocks hold the digit's greys.
+    # Counted against the pixels that are not the paper's grey: the paper is alike anyway.
+    other = np.repeat(np.repeat(small, sy, axis=0), sx, axis=1) != whole
+    paper = np.bincount(a.ravel().clip(0, 255)).argmax()
+    if other.sum() > BLOCKS_OTHER * (a != paper).sum():
+        return grey
+    big = Image.fromarray(small.astype(np.uint8)).resize(
+        (small.shape[1] * sx, small.shape[0] * sy), Image.Resampling.BICUBIC)
+    return big.crop((before_x, before_y, before_x + w, before_y + h))
+
+
+def _block_grid(edges: np.ndarray) -> tuple[int, int]:
+    """Where the sharp edges along one axis lie (their strength between each position and the
+    next): the block size of a grid that holds them all, and the first block's start; (1, 0)
+    for none (fewer than 4 edges, or more than a trace of their strength off the grid)."""
+    if not edges.any():
+        return 1, 0
+    strong = edges > 0.05 * edges.max()
+    at = np.nonzero(strong)[0]
+    if len(at) < 4 or edges[~strong].sum() > 0.05 * edges.sum():
+        return 1, 0
+    size = int(np.gcd.reduce(np.diff(at)))
+    return (size, int(at[0] + 1) % size) if size > 1 else (1, 0)
 
 
 def _darkness_times_alpha(img: Image.Image, step: int, page: tuple[int, int]
