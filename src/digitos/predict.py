@@ -279,16 +279,21 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     reader or cut (`_segment`); then the pieces are judged as a number (`_judge`). The line
     reader's whole reading still stands where it reads very surely what the classifier
     doubted (`_line_decides`), or digits where the pieces made none."""
-    first = _read_groups(reader, ink, groups)
-    # All the writing read as one: one group is already that; several are read joined.
-    everything = first[0] if len(groups) == 1 else _read_groups(reader, ink, [join(groups)])[0]
-    whole: list[DigitReading] = []
-    line_read = _has_line_reader(reader) and (len(groups) > 1 or _wide(groups[0]))
-    if line_read and len(groups) > 1:
-        # Several pieces are read whole first; one piece is the classifier's first
-        # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
-        whole = _line_digits(reader, ink, join(groups))
-        if _taken(reader, whole, alone=False):
+    several = len(groups) > 1
+    line_read = _has_line_reader(reader) and (several or _wide(groups[0]))
+    # Several pieces are read whole first; one piece is the classifier's first
+    # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
+    whole = _line_digits(reader, ink, join(groups)) if line_read and several else []
+    # One pass of the classifier for the pieces, all the writing read as one (one group is
+    # already that; several are read joined) and the line reader's digits (`_taken`'s check).
+    pieces = [*groups, join(groups)] if several else list(groups)
+    pixels = [digit_to_mnist(group_ink(ink, g)) for g in pieces]
+    readings = reader.read_many(torch.stack(pixels + [d.pixels for d in whole]))
+    read = [DigitReading(r, box_in_input(ink, g.box), p, g)
+            for r, p, g in zip(readings, pixels, pieces, strict=False)]
+    first, everything = read[: len(groups)], read[-1]
+    if whole:
+        if _taken(reader, whole, alone=False, seen=readings[len(pieces):]):
             line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
                                 everything, ink.polarity, ink.size)
             line.lines = [line_box(ink, line)]
@@ -328,18 +333,21 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     return line
 
 
-def _taken(reader: Reader, parts: list[DigitReading], alone: bool) -> bool:
+def _taken(reader: Reader, parts: list[DigitReading], alone: bool,
+           seen: list[Reading] | None = None) -> bool:
     """Whether the line reader's reading of some writing is taken as it reads: two digits or
     more, read surely (LINE_SURE on average), and the classifier, shown each digit's ink,
     finds the same digit likeliest (a long stroke of one digit, a 2's base under a 3, read as
-    one digit more is not taken). One piece of ink read only as 1s (an n, an H, a comb) is not."""
+    one digit more is not taken). One piece of ink read only as 1s (an n, an H, a comb) is not.
+    `seen`: the classifier's readings of the parts, when it has read them already."""
     if len(parts) < 2 or _surety(parts) < LINE_SURE:
         return False
     if alone and all(p.reading.digit == "1" for p in parts):
         return False
     # The classifier's likeliest *digit*: a digit's ink cut from touching ones holds bits of
     # its neighbours, which the classifier, asked, calls "not a digit".
-    seen = reader.read_many(torch.stack([p.pixels for p in parts]))
+    if seen is None:
+        seen = reader.read_many(torch.stack([p.pixels for p in parts]))
     return all(str(int(np.argmax(r.digit_probabilities()))) == p.reading.digit
                for r, p in zip(seen, parts, strict=True))
 
