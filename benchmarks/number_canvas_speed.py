@@ -1,6 +1,6 @@
 """How long reading a 4-digit number drawn on a 400x300 canvas takes (the page's wide pad).
 
-    python benchmarks/number_canvas_speed.py [--repeat 50]
+    python benchmarks/number_canvas_speed.py --data-dir ../shared/data/mnist [--repeat 50]
 
 Four MNIST test digits drawn dark on a white 400x300 canvas as the page sends it (PNG), apart
 and pushed together until their ink touches; each read whole by `read_image` with the shipped

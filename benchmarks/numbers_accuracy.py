@@ -104,8 +104,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + (BENCHMARK_SEEDS + 500 if args.hands else
                                              BENCHMARK_SEEDS + 700 if args.uci else 0))
     if args.uci:
-        from sklearn.datasets import load_digits
-
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise SystemExit("--uci reads the UCI digits from scikit-learn: "
+                             "pip install scikit-learn") from None
         uci = load_digits()
     right: dict[str, list[bool]] = defaultdict(list)
     seconds, nothing = 0.0, 0
