@@ -157,7 +157,7 @@ def unblocked(grey: Image.Image) -> Image.Image:
     # box drawn around a digit enlarged smoothly), but then the blocks hold the digit's greys.
     # Counted against the pixels that are not the paper's grey: the paper is alike anyway.
     other = np.repeat(np.repeat(small, sy, axis=0), sx, axis=1) != whole
-    paper = np.bincount(a.ravel().clip(0, 255)).argmax()
+    paper = np.bincount(a.ravel()).argmax()  # greys 0-255: the commonest is the paper's
     if other.sum() > BLOCKS_OTHER * (a != paper).sum():
         return grey
     big = Image.fromarray(small.astype(np.uint8)).resize(

@@ -287,17 +287,13 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     # One pass of the classifier for the pieces, all the writing read as one (one group is
     # already that; several are read joined) and the line reader's digits (`_taken`'s check).
     pieces = [*groups, join(groups)] if several else list(groups)
-    pixels = [digit_to_mnist(group_ink(ink, g)) for g in pieces]
-    readings = reader.read_many(torch.stack(pixels + [d.pixels for d in whole]))
-    read = [DigitReading(r, box_in_input(ink, g.box), p, g)
-            for r, p, g in zip(readings, pixels, pieces, strict=False)]
+    read, seen = _read_groups_and(reader, ink, pieces, [d.pixels for d in whole])
     first, everything = read[: len(groups)], read[-1]
-    if whole:
-        if _taken(reader, whole, alone=False, seen=readings[len(pieces):]):
-            line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
-                                everything, ink.polarity, ink.size)
-            line.lines = [line_box(ink, line)]
-            return line
+    if whole and _taken(reader, whole, alone=False, seen=seen):
+        line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
+                            everything, ink.polarity, ink.size)
+        line.lines = [line_box(ink, line)]
+        return line
     # Among other digits, a piece that reads as no digit is most likely digits pushed together.
     in_number = len(first) > 1 and any(not p.not_a_digit for p in first)
     # One piece: the line reader reads it, as the whole line, only if the classifier doubts
@@ -468,12 +464,19 @@ def _alike(digits: list[DigitReading]) -> bool:
 
 
 def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitReading]:
-    if not groups:
-        return []
-    pixels = torch.stack([digit_to_mnist(group_ink(ink, g)) for g in groups])
-    readings = reader.read_many(pixels)
-    return [DigitReading(r, box_in_input(ink, g.box), p, g)
-            for r, p, g in zip(readings, pixels, groups, strict=True)]
+    return _read_groups_and(reader, ink, groups, [])[0]
+
+
+def _read_groups_and(reader: Reader, ink: Ink, groups: list[Group], more: list[torch.Tensor]
+                     ) -> tuple[list[DigitReading], list[Reading]]:
+    """The groups read as digits, and `more` 28x28s read in the same pass of the model."""
+    if not groups and not more:
+        return [], []
+    pixels = [digit_to_mnist(group_ink(ink, g)) for g in groups]
+    readings = reader.read_many(torch.stack(pixels + more))
+    read = [DigitReading(r, box_in_input(ink, g.box), p, g)
+            for r, p, g in zip(readings[: len(groups)], pixels, groups, strict=True)]
+    return read, readings[len(groups):]
 
 
 def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = False,
