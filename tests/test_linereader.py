@@ -476,3 +476,29 @@ def test_a_line_reader_refuses_a_damaged_narrower_one_to_start_from(mnist_dir, t
                    "8", "--epochs", "1", "--data-dir", mnist_dir, "--out", out, "--quiet")
     assert done.returncode != 0 and "sequence.1.running_var" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_numbers_writing_goes_through_the_classifier_once(mnist, line_reader_present,
+                                                            monkeypatch):
+    """A number read whole by the line reader is checked digit by digit by the classifier in
+    the same pass as its pieces: digits standing apart are the pieces themselves, read once;
+    touching digits far wider than one digit are read whole before the classifier is asked."""
+    from digitos import predict
+
+    reader = line_reader_present
+    passes = []
+    read_many = reader.read_many
+
+    def counted(pixels):
+        passes.append(len(pixels))
+        return read_many(pixels)
+
+    monkeypatch.setattr(reader, "read_many", counted)
+    pick = [1, 0, 1, 4]  # "2724"
+    expected = "".join(str(int(mnist.test.labels[i])) for i in pick)
+    assert predict.read_image(reader, apart(mnist, pick)).number == expected
+    assert passes == [len(pick) + 1]  # the four pieces and all the writing joined
+    passes.clear()
+    page = png(touching([mnist.test.images[i].numpy() for i in pick], height=80))
+    assert predict.read_image(reader, page).number == expected
+    assert passes == [1 + len(pick)]  # the one piece and the line reader's four digits

@@ -179,6 +179,7 @@ def predict_file(reader: Reader, source: str | Path | bytes,
 
 
 SPLIT_WIDER_THAN = 0.7  # writing wider than this times its height may be touching digits
+FAR_WIDER_THAN = 2.0  # ...and surely is, this much wider (no hand stretches one digit so)
 SPLIT_NOT_A_DIGIT = 0.4  # ...or than this, when it reads as no digit beside digits
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
@@ -282,13 +283,23 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     several = len(groups) > 1
     line_read = _has_line_reader(reader) and (several or _wide(groups[0]))
     # Several pieces are read whole first; one piece is the classifier's first
-    # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
-    whole = _line_digits(reader, ink, join(groups)) if line_read and several else []
-    # One pass of the classifier for the pieces, all the writing read as one (one group is
-    # already that; several are read joined) and the line reader's digits (`_taken`'s check).
+    # (`_segment`: a wide 4 it reads surely is not the line reader's "21"), unless it is far
+    # wider than a digit: then its line reading will be asked for, and is made now.
+    ahead = line_read and not several and _far_wider_than_a_digit(groups[0])
+    # All the writing read as one: one group is already that; several are read joined.
     pieces = [*groups, join(groups)] if several else list(groups)
-    read, seen = _read_groups_and(reader, ink, pieces, [d.pixels for d in whole])
+    pixels = [digit_to_mnist(group_ink(ink, g)) for g in pieces]
+    known = list(zip(groups, pixels[: len(groups)], strict=True))
+    line_digits = _line_digits(reader, ink, pieces[-1], known) if several or ahead else []
+    # One pass of the classifier for the pieces, all the writing and the line reader's digits
+    # (`_taken`'s check); a digit that is one of the pieces (digits apart) is read once.
+    new = [d for d in line_digits if not any(d.group is g for g in groups)]
+    read, seen_new = _read_groups_and(reader, ink, pieces, [d.pixels for d in new], pixels)
     first, everything = read[: len(groups)], read[-1]
+    of_piece = {id(p.group): p.reading for p in first}
+    rest = iter(seen_new)
+    seen = [of_piece[id(d.group)] if id(d.group) in of_piece else next(rest) for d in line_digits]
+    whole = line_digits if several else []
     if whole and _taken(reader, whole, alone=False, seen=seen):
         line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
                             everything, ink.polarity, ink.size)
@@ -301,7 +312,8 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     read_whole = None
     if len(groups) == 1 and _has_line_reader(reader):
         read_whole = functools.cache(
-            lambda: _line_digits(reader, ink, join(groups)) if line_read else [])
+            lambda: (line_digits, seen) if ahead
+            else (_line_digits(reader, ink, join(groups)) if line_read else [], None))
     cut = [_segment(reader, ink, p, in_number, read_whole) for p in first]
     lone_stroke = len(groups) == 1 and first[0].not_a_digit
     pieces, digits, not_digit = _judge([d for c in cut for d in c], everything, lone_stroke)
@@ -317,7 +329,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     if not not_digit and _line_decides(whole, digits, first):
         pieces, digits = whole, whole
     if not_digit and read_whole is not None:
-        whole = read_whole()
+        whole = read_whole()[0]
     if not_digit and len(whole) > 1 and _surety(whole) >= LINE_SURE:
         # Judged piece by piece, not a number; read whole, surely digits: the line reader,
         # which learned whole lines (and to read letters and doodles as nothing), decides.
@@ -367,14 +379,23 @@ def _has_line_reader(reader: Reader) -> bool:
     return getattr(reader, "line_model", None) is not None  # stand-ins in tests have none
 
 
+def _far_wider_than_a_digit(group: Group) -> bool:
+    """Wider than any one digit is written (touching digits, surely)."""
+    left, top, right, bottom = group.box
+    return right - left > FAR_WIDER_THAN * (bottom - top)
+
+
 def _wide(group: Group) -> bool:
     """Wide enough for touching digits."""
     left, top, right, bottom = group.box
     return right - left > SPLIT_WIDER_THAN * (bottom - top)
 
 
-def _line_digits(reader: Reader, ink: Ink, line: Group) -> list[DigitReading]:
-    """A line's digits as the line reader reads them, each with its ink and box."""
+def _line_digits(reader: Reader, ink: Ink, line: Group,
+                 known: list[tuple[Group, torch.Tensor]] | None = None) -> list[DigitReading]:
+    """A line's digits as the line reader reads them, each with its ink and box. A digit whose
+    ink is exactly one of the `known` groups (a digit standing apart) is given that group and
+    its 28x28, already made."""
     from .linereader import read_lines
     from .preprocess import LINE_MARGIN, line_to_input
 
@@ -390,13 +411,26 @@ def _line_digits(reader: Reader, ink: Ink, line: Group) -> list[DigitReading]:
         part = between(line, int(math.floor(a)), int(math.ceil(b)))
         if part is None:
             continue
+        part, pixels = _known(part, known or []) or (part, None)
+        if pixels is None:
+            pixels = digit_to_mnist(group_ink(ink, part))
         probabilities = [d.probabilities[int(c)] if c != NOT_A_DIGIT else 0.0
                          for c in reader.classes]
         reading = Reading(str(d.digit), d.confidence, probabilities,
                           d.confidence < reader.unsure_below, reader.classes)
-        out.append(DigitReading(reading, box_in_input(ink, part.box),
-                                digit_to_mnist(group_ink(ink, part)), part))
+        out.append(DigitReading(reading, box_in_input(ink, part.box), pixels, part))
     return out
+
+
+def _known(part: Group, known: list[tuple[Group, torch.Tensor]]
+           ) -> tuple[Group, torch.Tensor] | None:
+    """The known group (and its 28x28) that holds exactly the ink of `part`, if one does."""
+    left, top, right, bottom = part.box
+    for group, pixels in known:
+        if group.box == part.box and np.array_equal(group.mask[top:bottom, left:right],
+                                                    part.mask[top:bottom, left:right]):
+            return group, pixels
+    return None
 
 
 def _judge(pieces: list[DigitReading], everything: DigitReading,
@@ -467,12 +501,15 @@ def _read_groups(reader: Reader, ink: Ink, groups: list[Group]) -> list[DigitRea
     return _read_groups_and(reader, ink, groups, [])[0]
 
 
-def _read_groups_and(reader: Reader, ink: Ink, groups: list[Group], more: list[torch.Tensor]
+def _read_groups_and(reader: Reader, ink: Ink, groups: list[Group], more: list[torch.Tensor],
+                     pixels: list[torch.Tensor] | None = None
                      ) -> tuple[list[DigitReading], list[Reading]]:
-    """The groups read as digits, and `more` 28x28s read in the same pass of the model."""
+    """The groups read as digits, and `more` 28x28s read in the same pass of the model.
+    `pixels`: the groups' 28x28s, when they are made already."""
     if not groups and not more:
         return [], []
-    pixels = [digit_to_mnist(group_ink(ink, g)) for g in groups]
+    if pixels is None:
+        pixels = [digit_to_mnist(group_ink(ink, g)) for g in groups]
     readings = reader.read_many(torch.stack(pixels + more))
     read = [DigitReading(r, box_in_input(ink, g.box), p, g)
             for r, p, g in zip(readings[: len(groups)], pixels, groups, strict=True)]
@@ -480,7 +517,8 @@ def _read_groups_and(reader: Reader, ink: Ink, groups: list[Group], more: list[t
 
 
 def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = False,
-             read_whole: Callable[[], list[DigitReading]] | None = None) -> list[DigitReading]:
+             read_whole: Callable[[], tuple[list[DigitReading], list[Reading] | None]] | None = None
+             ) -> list[DigitReading]:
     """Touching digits cut apart: the cuts whose pieces read most surely, or no cut at all.
 
     Cuts are paths that wind between the digits through the least ink (`ink.cut_paths`).
@@ -502,8 +540,9 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = Fa
     if _has_line_reader(reader):
         # The line reader reads the piece whole: where one digit ends and the next begins is
         # what it learned. Read surely, that is the answer; else the cut paths are tried.
-        parts = read_whole() if read_whole is not None else _line_digits(reader, ink, piece.group)
-        if _taken(reader, parts, alone=not in_number):
+        parts, seen = (read_whole() if read_whole is not None
+                       else (_line_digits(reader, ink, piece.group), None))
+        if _taken(reader, parts, alone=not in_number, seen=seen):
             return parts
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
