@@ -502,3 +502,8 @@ def test_a_numbers_writing_goes_through_the_classifier_once(mnist, line_reader_p
     page = png(touching([mnist.test.images[i].numpy() for i in pick], height=80))
     assert predict.read_image(reader, page).number == expected
     assert passes == [1 + len(pick)]  # the one piece and the line reader's four digits
+    # Without a line reader, the pieces are the classifier's alone, in one pass too.
+    from digitos.predict import load_reader
+
+    plain = load_reader(lines=False)
+    assert predict.read_image(plain, apart(mnist, pick)).number == expected

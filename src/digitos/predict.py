@@ -290,7 +290,8 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     pieces = [*groups, join(groups)] if several else list(groups)
     pixels = [digit_to_mnist(group_ink(ink, g)) for g in pieces]
     known = list(zip(groups, pixels[: len(groups)], strict=True))
-    line_digits = _line_digits(reader, ink, pieces[-1], known) if several or ahead else []
+    line_digits = (_line_digits(reader, ink, pieces[-1], known)
+                   if line_read and (several or ahead) else [])
     # One pass of the classifier for the pieces, all the writing and the line reader's digits
     # (`_taken`'s check); a digit that is one of the pieces (digits apart) is read once.
     new = [d for d in line_digits if not any(d.group is g for g in groups)]
