@@ -478,11 +478,11 @@ def test_a_line_reader_refuses_a_damaged_narrower_one_to_start_from(mnist_dir, t
     assert "Traceback" not in done.stderr and not out.exists()
 
 
-def test_a_numbers_writing_goes_through_the_classifier_once(mnist, line_reader_present,
-                                                            monkeypatch):
+def test_a_numbers_digits_standing_apart_go_through_the_classifier_once(mnist,
+                                                                       line_reader_present,
+                                                                       monkeypatch):
     """A number read whole by the line reader is checked digit by digit by the classifier in
-    the same pass as its pieces: digits standing apart are the pieces themselves, read once;
-    touching digits far wider than one digit are read whole before the classifier is asked."""
+    the same pass as its pieces; digits standing apart are the pieces themselves, read once."""
     from digitos import predict
 
     reader = line_reader_present
@@ -498,12 +498,6 @@ def test_a_numbers_writing_goes_through_the_classifier_once(mnist, line_reader_p
     expected = "".join(str(int(mnist.test.labels[i])) for i in pick)
     assert predict.read_image(reader, apart(mnist, pick)).number == expected
     assert passes == [len(pick) + 1]  # the four pieces and all the writing joined
-    passes.clear()
-    page = png(touching([mnist.test.images[i].numpy() for i in pick], height=80))
-    assert predict.read_image(reader, page).number == expected
-    assert passes == [1 + len(pick)]  # the one piece and the line reader's four digits
-    # Without a line reader, the pieces are the classifier's alone, in one pass too.
-    from digitos.predict import load_reader
-
-    plain = load_reader(lines=False)
+    # Without a line reader, the pieces are the classifier's alone.
+    plain = predict.load_reader(lines=False)
     assert predict.read_image(plain, apart(mnist, pick)).number == expected

@@ -179,7 +179,6 @@ def predict_file(reader: Reader, source: str | Path | bytes,
 
 
 SPLIT_WIDER_THAN = 0.7  # writing wider than this times its height may be touching digits
-FAR_WIDER_THAN = 2.0  # ...and surely is, this much wider (no hand stretches one digit so)
 SPLIT_NOT_A_DIGIT = 0.4  # ...or than this, when it reads as no digit beside digits
 NARROWEST = 0.12  # a digit cut from touching ones is at least this times the height wide
 EXTRA_DIGIT = 0.5  # prior odds of one more digit: a cut must more than double the surety
@@ -283,24 +282,20 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     several = len(groups) > 1
     line_read = _has_line_reader(reader) and (several or _wide(groups[0]))
     # Several pieces are read whole first; one piece is the classifier's first
-    # (`_segment`: a wide 4 it reads surely is not the line reader's "21"), unless it is far
-    # wider than a digit: then its line reading will be asked for, and is made now.
-    ahead = line_read and not several and _far_wider_than_a_digit(groups[0])
+    # (`_segment`: a wide 4 it reads surely is not the line reader's "21").
     # All the writing read as one: one group is already that; several are read joined.
     pieces = [*groups, join(groups)] if several else list(groups)
     pixels = [digit_to_mnist(group_ink(ink, g)) for g in pieces]
     known = list(zip(groups, pixels[: len(groups)], strict=True))
-    line_digits = (_line_digits(reader, ink, pieces[-1], known)
-                   if line_read and (several or ahead) else [])
+    whole = _line_digits(reader, ink, pieces[-1], known) if line_read and several else []
     # One pass of the classifier for the pieces, all the writing and the line reader's digits
     # (`_taken`'s check); a digit that is one of the pieces (digits apart) is read once.
-    new = [d for d in line_digits if not any(d.group is g for g in groups)]
+    new = [d for d in whole if not any(d.group is g for g in groups)]
     read, seen_new = _read_groups_and(reader, ink, pieces, [d.pixels for d in new], pixels)
     first, everything = read[: len(groups)], read[-1]
     of_piece = {id(p.group): p.reading for p in first}
     rest = iter(seen_new)
-    seen = [of_piece[id(d.group)] if id(d.group) in of_piece else next(rest) for d in line_digits]
-    whole = line_digits if several else []
+    seen = [of_piece[id(d.group)] if id(d.group) in of_piece else next(rest) for d in whole]
     if whole and _taken(reader, whole, alone=False, seen=seen):
         line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
                             everything, ink.polarity, ink.size)
@@ -313,8 +308,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     read_whole = None
     if len(groups) == 1 and _has_line_reader(reader):
         read_whole = functools.cache(
-            lambda: (line_digits, seen) if ahead
-            else (_line_digits(reader, ink, join(groups)) if line_read else [], None))
+            lambda: _line_digits(reader, ink, join(groups)) if line_read else [])
     cut = [_segment(reader, ink, p, in_number, read_whole) for p in first]
     lone_stroke = len(groups) == 1 and first[0].not_a_digit
     pieces, digits, not_digit = _judge([d for c in cut for d in c], everything, lone_stroke)
@@ -330,7 +324,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     if not not_digit and _line_decides(whole, digits, first):
         pieces, digits = whole, whole
     if not_digit and read_whole is not None:
-        whole = read_whole()[0]
+        whole = read_whole()
     if not_digit and len(whole) > 1 and _surety(whole) >= LINE_SURE:
         # Judged piece by piece, not a number; read whole, surely digits: the line reader,
         # which learned whole lines (and to read letters and doodles as nothing), decides.
@@ -378,12 +372,6 @@ def _line_decides(whole: list[DigitReading], digits: list[DigitReading],
 
 def _has_line_reader(reader: Reader) -> bool:
     return getattr(reader, "line_model", None) is not None  # stand-ins in tests have none
-
-
-def _far_wider_than_a_digit(group: Group) -> bool:
-    """Wider than any one digit is written (touching digits, surely)."""
-    left, top, right, bottom = group.box
-    return right - left > FAR_WIDER_THAN * (bottom - top)
 
 
 def _wide(group: Group) -> bool:
@@ -518,8 +506,7 @@ def _read_groups_and(reader: Reader, ink: Ink, groups: list[Group], more: list[t
 
 
 def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = False,
-             read_whole: Callable[[], tuple[list[DigitReading], list[Reading] | None]] | None = None
-             ) -> list[DigitReading]:
+             read_whole: Callable[[], list[DigitReading]] | None = None) -> list[DigitReading]:
     """Touching digits cut apart: the cuts whose pieces read most surely, or no cut at all.
 
     Cuts are paths that wind between the digits through the least ink (`ink.cut_paths`).
@@ -541,9 +528,8 @@ def _segment(reader: Reader, ink: Ink, piece: DigitReading, in_number: bool = Fa
     if _has_line_reader(reader):
         # The line reader reads the piece whole: where one digit ends and the next begins is
         # what it learned. Read surely, that is the answer; else the cut paths are tried.
-        parts, seen = (read_whole() if read_whole is not None
-                       else (_line_digits(reader, ink, piece.group), None))
-        if _taken(reader, parts, alone=not in_number, seen=seen):
+        parts = read_whole() if read_whole is not None else _line_digits(reader, ink, piece.group)
+        if _taken(reader, parts, alone=not in_number):
             return parts
     # About two candidate cuts per digit the width could hold, ten at most.
     most = min(10, 1 + math.ceil(2 * (right - left) / height))
