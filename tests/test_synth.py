@@ -2,6 +2,7 @@
 by random hands and read back, and how both join training."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,3 +289,55 @@ def test_fine_tuning_on_ten_of_a_style_reads_the_writers_other_ones(mnist, mnist
     before_mnist = (load_reader().probabilities(test[0]).argmax(1) == test[1]).float().mean()
     after_mnist = (after.probabilities(test[0]).argmax(1) == test[1]).float().mean()
     assert after_mnist >= before_mnist - 0.005
+
+
+def _a_font_folder(tmp_path, names: tuple[str, ...]):
+    """A fonts folder laid out as npm installs Fontsource's packages, each family's file a
+    copy of DejaVu Sans (always installed, with matplotlib)."""
+    import shutil
+
+    import matplotlib
+
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in names:
+        files = tmp_path / "node_modules" / "@fontsource" / name / "files"
+        files.mkdir(parents=True)
+        shutil.copy(dejavu, files / f"{name}-latin-400-normal.woff")
+    return tmp_path
+
+
+def test_font_digits_are_their_labels_and_only_training_fonts_are_used(reader, tmp_path):
+    from digitos.synth.fonts import DEV_FONTS, TRAINING_FONTS, font_digits, font_files
+
+    assert not set(DEV_FONTS) & set(TRAINING_FONTS)
+    folder = _a_font_folder(tmp_path, (TRAINING_FONTS[0], TRAINING_FONTS[1], DEV_FONTS[0]))
+    assert [f.parent.parent.name for f in font_files(folder=folder)] == list(TRAINING_FONTS[:2])
+    images, labels = font_digits(200, seed=3, fonts=font_files(folder=folder))
+    assert images.shape == (200, 28, 28) and images.dtype == torch.uint8
+    assert sorted(set(labels.tolist())) == list(range(10))
+    # Drawn at random slants, tilts and pens, they are still their digits to a reader.
+    read = [r.digit for r in reader.read_many(images)]
+    assert np.mean([d == str(int(y)) for d, y in zip(read, labels, strict=True)]) > 0.9
+    assert torch.equal(font_digits(20, seed=3, fonts=font_files(folder=folder))[0], images[:20])
+    assert len(font_digits(5, fonts=[])[0]) == 0
+
+
+def test_training_goes_on_without_fonts_and_says_how_to_fetch_them(mnist_dir, mnist, tmp_path,
+                                                                  monkeypatch):
+    from digitos.train import add_font_digits
+
+    splits = make_splits(mnist, "holdout", 0, 5000, 1000, 200, None)
+    cfg = TrainConfig.from_recipe("default", data_dir=str(mnist_dir), font_digits=50)
+    monkeypatch.setenv("DIGITOS_FONTS_DIR", str(tmp_path / "none"))
+    said = []
+    assert add_font_digits(splits, cfg, log=said.append) is splits
+    assert "npm install --prefix" in said[0] and "@fontsource/caveat" in said[0]
+    monkeypatch.setenv("DIGITOS_FONTS_DIR", str(_a_font_folder(tmp_path / "f", ("kalam",))))
+    monkeypatch.setattr("digitos.synth.fonts.TRAINING_FONTS", ("kalam",))
+    said.clear()
+    out = add_font_digits(splits, cfg, log=said.append)
+    assert len(out.train) == len(splits.train) + 50 and out.val is splits.val
+    assert said == ["font digits: 50 digits in 1 handwriting fonts added"]
+    with pytest.raises(DigitosError, match="--font-digits"):
+        add_font_digits(splits, TrainConfig.from_recipe("default", dataset="idx", font_digits=5),
+                        log=print)

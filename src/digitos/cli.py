@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "enlarged, hairline to marker, tilted, blurred, JPEG) and read back as "
                         "an image is read (default: 0; recipe reader: 60000); with --recipe lines, "
                         "the number of lines written to train the line reader (96000)")
+    p.add_argument("--font-digits", type=_count, default=None, metavar="N",
+                   help="add N digits drawn in fonts made from people's handwriting, in random "
+                        "pens, slants and tilts (synth/fonts.py; fetched once with npm; without "
+                        "them training goes on and says so) (default: 0)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights instead of random ones (a model "
                         "of the same architecture and classes: trained on, not from scratch; "
@@ -459,7 +463,7 @@ def cmd_train(args) -> int:
         scheduler=args.scheduler, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, distort=args.distort,
         not_a_digit=args.not_a_digit, styled=args.styled, written=args.written,
-        flagged_ones=args.flagged_ones,
+        font_digits=args.font_digits, flagged_ones=args.flagged_ones,
         crossed_sevens=args.crossed_sevens, lowres=args.lowres,
         negative_share=args.negative_share, ema=args.ema, split=args.split,
         val_size=args.val_size, seed=args.seed, limit_train=args.limit_train,

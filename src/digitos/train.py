@@ -64,6 +64,7 @@ class TrainConfig:
     flagged_ones: int = 0  # MNIST 1s copied with a flag added, instead of `styled` of them
     crossed_sevens: int = 0  # MNIST 7s copied with a bar through the stem, the same
     written: int = 0  # training images written by random hands and read back (synth.written)
+    font_digits: int = 0  # training digits drawn in handwriting fonts (synth/fonts.py)
     lowres: float = 0.0  # share of training images shrunk and enlarged back (Augment.lowres)
     tta: bool = _DEFAULT["tta"]  # test-time augmentation, recorded for evaluate/predict
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -381,6 +382,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print,
         splits = add_negatives(splits, cfg, log if main else _quiet)
     if cfg.styled or cfg.flagged_ones or cfg.crossed_sevens:
         splits = add_styled(splits, cfg, log if main else _quiet)
+    if cfg.font_digits:
+        splits = add_font_digits(splits, cfg, log if main else _quiet)
     if cfg.written:
         splits = add_written(splits, cfg, log if main else _quiet, cfg.progress and main)
     if cfg.extra:
@@ -688,6 +691,28 @@ def add_styled(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> 
             labels.append(torch.full((len(made),), splits.classes.index(str(digit)),
                                      dtype=train.labels.dtype))
     return Splits(splits.name, splits.classes, Split(torch.cat(images), torch.cat(labels)),
+                  splits.val, splits.test)
+
+
+def add_font_digits(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
+    """Training with cfg.font_digits digits drawn in fonts made from people's handwriting
+    (synth/fonts.py), when they are installed; without them, training goes on and says so."""
+    from .synth.fonts import font_digits, font_files, fonts_dir, install_command
+
+    if cfg.dataset != "mnist":
+        raise DigitosError("--font-digits draws digits; use it with --dataset mnist")
+    fonts = font_files()
+    if not fonts:
+        log(f"no handwriting fonts in {fonts_dir()}: training goes on without font digits; "
+            f"fetch them with: {install_command()}")
+        return splits
+    images, labels = font_digits(cfg.font_digits, cfg.seed, fonts)
+    labels = torch.tensor([splits.classes.index(str(int(d))) for d in labels],
+                          dtype=splits.train.labels.dtype)
+    log(f"font digits: {len(images):,} digits in {len(fonts)} handwriting fonts added")
+    train = splits.train
+    return Splits(splits.name, splits.classes,
+                  Split(torch.cat([train.images, images]), torch.cat([train.labels, labels])),
                   splits.val, splits.test)
 
 
