@@ -54,8 +54,11 @@ TRAINING_FONTS = tuple(f for f in FONTS if f not in DEV_FONTS)
 
 
 def fonts_dir() -> Path:
-    """Where the fonts were installed: $DIGITOS_FONTS_DIR, or ~/.cache/digitos/fonts."""
-    return Path(os.environ.get("DIGITOS_FONTS_DIR") or Path.home() / ".cache/digitos/fonts")
+    """Where the fonts were installed: $DIGITOS_FONTS_DIR, or `fonts` in digitos's cache
+    (~/.cache/digitos/fonts)."""
+    from ..datasets import default_cache_dir
+
+    return Path(os.environ.get("DIGITOS_FONTS_DIR") or default_cache_dir() / "fonts")
 
 
 def font_files(names: tuple[str, ...] | None = None, folder: Path | None = None) -> list[Path]:
