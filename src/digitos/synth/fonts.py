@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import ImageFont
 
 # Fontsource's handwriting families, each one person's hand (or a school's model of one).
 FONTS = (
@@ -87,7 +87,7 @@ def font_digits(n: int, seed: int = 0, fonts: list[Path] | None = None
     """n digits, each drawn in a random font of `fonts` (default: the training fonts), a
     random pen (up to 3 px bolder at 96 px), slant (shear of ±0.35) and tilt (±12 degrees),
     in MNIST's form: (uint8 (n, 28, 28), int64 labels). Empty when no font is installed."""
-    from .negatives import _to_mnist
+    from .negatives import drawn_glyph
 
     fonts = font_files() if fonts is None else fonts
     if not fonts or n <= 0:
@@ -98,15 +98,7 @@ def font_digits(n: int, seed: int = 0, fonts: list[Path] | None = None
     while len(images) < n:
         font = loaded[int(rng.integers(len(loaded)))]
         digit = int(rng.integers(10))
-        canvas = Image.new("L", (220, 220), 0)
-        draw = ImageDraw.Draw(canvas)
-        draw.text((60, 30), str(digit), fill=255, font=font, stroke_width=int(rng.integers(0, 4)),
-                  stroke_fill=255)
-        shear = float(rng.uniform(-0.35, 0.35))
-        canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * 110, 0, 1, 0),
-                                  resample=Image.BILINEAR)
-        canvas = canvas.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR)
-        pixels = _to_mnist(canvas)
+        pixels = drawn_glyph(str(digit), font, rng, side=220, at=(60, 30), shear=0.35, tilt=12)
         if pixels is not None:
             images.append(pixels)
             labels.append(digit)

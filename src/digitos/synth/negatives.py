@@ -67,18 +67,25 @@ def letters(n: int, seed: int = 0, fonts: list[Path] | None = None) -> torch.Ten
     while len(out) < n:
         font = loaded[int(rng.integers(len(loaded)))]
         glyph = GLYPHS[int(rng.integers(len(GLYPHS)))]
-        canvas = Image.new("L", (160, 160), 0)
-        draw = ImageDraw.Draw(canvas)
-        width = int(rng.integers(0, 4))  # a bolder pen now and then
-        draw.text((40, 20), glyph, fill=255, font=font, stroke_width=width, stroke_fill=255)
-        shear = float(rng.uniform(-0.3, 0.3))
-        canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * 80, 0, 1, 0),
-                                  resample=Image.BILINEAR)
-        canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.BILINEAR)
-        pixels = _to_mnist(canvas)
+        pixels = drawn_glyph(glyph, font, rng, side=160, at=(40, 20), shear=0.3, tilt=15)
         if pixels is not None:
             out.append(pixels)
     return torch.stack(out) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+
+
+def drawn_glyph(text: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator, side: int,
+                at: tuple[int, int], shear: float, tilt: float) -> torch.Tensor | None:
+    """`text` drawn in `font` at `at` on a `side`-px canvas, with a pen up to 3 px bolder now
+    and then, sheared by up to `shear` and tilted by up to `tilt` degrees either way, in
+    MNIST's form; None if nothing is left on the canvas."""
+    canvas = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.text(at, text, fill=255, font=font, stroke_width=int(rng.integers(0, 4)), stroke_fill=255)
+    s = float(rng.uniform(-shear, shear))
+    canvas = canvas.transform(canvas.size, Image.AFFINE, (1, s, -s * side / 2, 0, 1, 0),
+                              resample=Image.BILINEAR)
+    canvas = canvas.rotate(float(rng.uniform(-tilt, tilt)), resample=Image.BILINEAR)
+    return _to_mnist(canvas)
 
 
 def _points(rng: np.random.Generator, kind: str) -> list[list[tuple[float, float]]]:
