@@ -306,6 +306,34 @@ def test_a_run_asked_for_more_lines_keeps_those_written_before(mnist_dir, tmp_pa
     assert all(torch.equal(x, y) for (x, _), (y, _) in zip(before["val"], after["val"], strict=True))
 
 
+def test_a_line_readers_digits_are_mnists_and_warped_copies_and_font_digits(mnist, tmp_path,
+                                                                            monkeypatch):
+    from test_synth import _a_font_folder
+
+    from digitos.linereader import _lines_key, line_digit_pool
+    from digitos.train import TrainConfig
+
+    images, labels = mnist.train.images[:300], mnist.train.labels[:300]
+    said = []
+    plain = TrainConfig.from_recipe("lines")
+    pool, pool_labels = line_digit_pool(images, labels, plain, said.append)
+    assert torch.equal(pool, images) and torch.equal(pool_labels, labels) and said == []
+    monkeypatch.setenv("DIGITOS_FONTS_DIR", str(_a_font_folder(tmp_path, ("kalam",))))
+    monkeypatch.setattr("digitos.synth.fonts.TRAINING_FONTS", ("kalam",))
+    cfg = TrainConfig.from_recipe("lines", distort=True, font_digits=40)
+    pool, pool_labels = line_digit_pool(images, labels, cfg, said.append)
+    assert pool.shape == (640, 28, 28) and pool.dtype == torch.uint8
+    assert torch.equal(pool[:300], images) and torch.equal(pool_labels[:600], labels.repeat(2))
+    # Each copy is its digit warped: moved, yet most of its ink where the digit's is.
+    warped, ink = pool[300:600].float() / 255, images.float() / 255
+    assert all(not torch.equal(a, b) for a, b in zip(pool[300:600], images, strict=True))
+    assert (warped * ink).sum() / (ink * ink).sum() > 0.5
+    assert torch.equal(line_digit_pool(images, labels, cfg, said.append)[0], pool)  # seeded
+    assert said[0].startswith("warped digits: 300") and "40 digits" in said[1]
+    # Lines written from other digits are other lines: they are not taken for the plain ones.
+    assert _lines_key(cfg) != _lines_key(plain) and len(_lines_key(plain)) == 4
+
+
 def test_a_training_line_is_squeezed_or_stretched_and_keeps_its_writing():
     import random
 

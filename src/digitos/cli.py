@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default recipe: {'on' if DEFAULT['augment'] else 'off'})")
     p.add_argument("--distort", action=argparse.BooleanOptionalAction, default=None,
                    help="with --augment, also shear, warp and make the pen thicker or thinner: "
-                        "real drawings vary more than MNIST (recipe reader: on; default "
-                        f"recipe: {'on' if DEFAULT['distort'] else 'off'})")
+                        "real drawings vary more than MNIST; --recipe lines: lines are also "
+                        "written from a warped copy of each training digit (recipe reader: on; "
+                        f"default recipe: {'on' if DEFAULT['distort'] else 'off'})")
     p.add_argument("--styled", type=_count, default=None, metavar="N",
                    help="add N of MNIST's training digits again in each way of writing that its "
                         "writers hardly used: flagged and based 1s, open 4s, straight-topped 6s, "
@@ -201,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--font-digits", type=_count, default=None, metavar="N",
                    help="add N digits drawn in fonts made from people's handwriting, in random "
                         "pens, slants and tilts (synth/fonts.py; fetched once with npm; without "
-                        "them training goes on and says so) (default: 0)")
+                        "them training goes on and says so); --recipe lines: lines are also "
+                        "written from them (default: 0)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights instead of random ones (a model "
                         "of the same architecture and classes: trained on, not from scratch; "

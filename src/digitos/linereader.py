@@ -238,6 +238,7 @@ def make_lines(cfg, log: Callable[[str], None], start: int = 0,
         cfg.data_dir = str(Path(data.files["train_images"]).parent)
     images, labels = data.train.images, data.train.labels
     cut = len(images) - cfg.val_size
+    digits, digit_labels = line_digit_pool(images[:cut], labels[:cut], cfg, log)
     others = torch.cat([letters(3000, seed=cfg.seed, fonts=training_fonts()),
                         shapes(3000, seed=cfg.seed)])
     n_val = 0 if val is not None else _val_count(cfg)
@@ -245,7 +246,7 @@ def make_lines(cfg, log: Callable[[str], None], start: int = 0,
         "(synth.lines: random hands, read back as reading reads them)")
     bar = _progress(cfg.written - start + n_val, "writing lines", cfg.progress, unit="line")
     tick = bar.update if bar is not None else None
-    train = written_lines(images[:cut], labels[:cut], others[:5000], cfg.written, cfg.seed,
+    train = written_lines(digits, digit_labels, others[:5000], cfg.written, cfg.seed,
                           progress=tick, start=start)
     if val is None:
         val = written_lines(images[cut:], labels[cut:], others[5000:], n_val, cfg.seed + 1,
@@ -255,13 +256,55 @@ def make_lines(cfg, log: Callable[[str], None], start: int = 0,
     return train, val
 
 
+# `--distort` for a line reader: each training digit also once more, warped as the digit
+# reader's `--distort` warps (Simard et al. 2003) and turned a little. Lines place, size, slant
+# and ink each digit themselves; warping gives them shapes MNIST's writers did not draw.
+LINE_WARP = dict(rotate=6.0, scale=0.0, shift=0.0, warp=2.0)
+
+
+def line_digit_pool(images: torch.Tensor, labels: torch.Tensor, cfg,
+                    log: Callable[[str], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits training lines are written from: MNIST's training digits; with
+    `cfg.distort`, a warped copy of each; with `cfg.font_digits`, that many digits drawn in
+    handwriting fonts (synth/fonts.py), when they are installed. Validation lines keep
+    MNIST's own held-out digits, so validation measures what it always did."""
+    from .loader import Augment
+
+    pool, pool_labels = [images], [labels]
+    if cfg.distort:
+        warp = Augment(**LINE_WARP)
+        gen = torch.get_rng_state()
+        torch.manual_seed(cfg.seed)
+        for s in range(0, len(images), 4096):
+            x = images[s: s + 4096].float()[:, None] / 255
+            pool.append((warp(x)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8))
+        torch.set_rng_state(gen)
+        pool_labels.append(labels)
+        log(f"warped digits: {len(images):,} (each training digit once more, warped)")
+    if cfg.font_digits:
+        from .synth.fonts import font_digits, font_files, fonts_dir, install_command
+
+        fonts = font_files()
+        if fonts:
+            more, more_labels = font_digits(cfg.font_digits, cfg.seed, fonts)
+            pool.append(more)
+            pool_labels.append(more_labels.to(labels.dtype))
+            log(f"font digits: {len(more):,} digits in {len(fonts)} handwriting fonts added")
+        else:
+            log(f"no handwriting fonts in {fonts_dir()}: lines are written without font "
+                f"digits; fetch them with: {install_command()}")
+    return torch.cat(pool), torch.cat(pool_labels)
+
+
 def _val_count(cfg) -> int:
     return max(100, min(VAL_LINES, cfg.written // 10))
 
 
 def _lines_key(cfg) -> list:
     """What the written lines depend on: kept beside them, checked before they are reused."""
-    return [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+    key = [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
+    # Lines written from other digits are other lines (a plain run keeps its old key).
+    return key + ([bool(cfg.distort), cfg.font_digits] if cfg.distort or cfg.font_digits else [])
 
 
 def _cached_lines(cache: Path, cfg, log: Callable[[str], None]) -> tuple[list, list, list | None]:
