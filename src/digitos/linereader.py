@@ -282,17 +282,11 @@ def line_digit_pool(images: torch.Tensor, labels: torch.Tensor, cfg,
         pool_labels.append(labels)
         log(f"warped digits: {len(images):,} (each training digit once more, warped)")
     if cfg.font_digits:
-        from .synth.fonts import font_digits, font_files, fonts_dir, install_command
+        from .synth.fonts import installed_font_digits
 
-        fonts = font_files()
-        if fonts:
-            more, more_labels = font_digits(cfg.font_digits, cfg.seed, fonts)
-            pool.append(more)
-            pool_labels.append(more_labels.to(labels.dtype))
-            log(f"font digits: {len(more):,} digits in {len(fonts)} handwriting fonts added")
-        else:
-            log(f"no handwriting fonts in {fonts_dir()}: lines are written without font "
-                f"digits; fetch them with: {install_command()}")
+        more, more_labels = installed_font_digits(cfg.font_digits, cfg.seed, log)
+        pool.append(more)
+        pool_labels.append(more_labels.to(labels.dtype))
     return torch.cat(pool), torch.cat(pool_labels)
 
 

@@ -697,19 +697,15 @@ def add_styled(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> 
 def add_font_digits(splits: Splits, cfg: TrainConfig, log: Callable[[str], None]) -> Splits:
     """Training with cfg.font_digits digits drawn in fonts made from people's handwriting
     (synth/fonts.py), when they are installed; without them, training goes on and says so."""
-    from .synth.fonts import font_digits, font_files, fonts_dir, install_command
+    from .synth.fonts import installed_font_digits
 
     if cfg.dataset != "mnist":
         raise DigitosError("--font-digits draws digits; use it with --dataset mnist")
-    fonts = font_files()
-    if not fonts:
-        log(f"no handwriting fonts in {fonts_dir()}: training goes on without font digits; "
-            f"fetch them with: {install_command()}")
+    images, labels = installed_font_digits(cfg.font_digits, cfg.seed, log)
+    if not len(images):
         return splits
-    images, labels = font_digits(cfg.font_digits, cfg.seed, fonts)
     labels = torch.tensor([splits.classes.index(str(int(d))) for d in labels],
                           dtype=splits.train.labels.dtype)
-    log(f"font digits: {len(images):,} digits in {len(fonts)} handwriting fonts added")
     train = splits.train
     return Splits(splits.name, splits.classes,
                   Split(torch.cat([train.images, images]), torch.cat([train.labels, labels])),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,20 @@ def font_digits(n: int, seed: int = 0, fonts: list[Path] | None = None
             images.append(pixels)
             labels.append(digit)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+def installed_font_digits(n: int, seed: int, log: Callable[[str], None]
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`font_digits` in the installed training fonts, saying how many were drawn; without
+    fonts, none, and saying how to fetch them (training goes on without)."""
+    fonts = font_files()
+    if not fonts:
+        log(f"no handwriting fonts in {fonts_dir()}: training goes on without font digits; "
+            f"fetch them with: {install_command()}")
+        return font_digits(0)
+    images, labels = font_digits(n, seed, fonts)
+    log(f"font digits: {len(images):,} digits in {len(fonts)} handwriting fonts added")
+    return images, labels
 
 
 if __name__ == "__main__":  # the package names, for npm
