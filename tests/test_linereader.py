@@ -331,7 +331,7 @@ def test_a_line_readers_digits_are_mnists_and_warped_copies_and_font_digits(mnis
     assert torch.equal(line_digit_pool(images, labels, cfg, said.append)[0], pool)  # seeded
     assert said[0].startswith("warped digits: 300") and "40 digits" in said[1]
     # Lines written from other digits are other lines: they are not taken for the plain ones.
-    assert _lines_key(cfg) != _lines_key(plain) and len(_lines_key(plain)) == 4
+    assert _lines_key(cfg) != _lines_key(plain) and len(_lines_key(plain)) == 5
 
 
 def test_a_training_line_is_squeezed_or_stretched_and_keeps_its_writing():
@@ -377,6 +377,25 @@ def test_a_hairline_pen_thins_every_stroke_and_erases_none(mnist):
             count = ndimage.label(thin[:, a:b] >= 0.5, eight)[1]
             assert (thin[:, a:b] >= 0.5).sum() > 0.1 * (line.ink[:, a:b] >= 0.5).sum()
             assert count <= before + 2  # a stroke may break where it was narrowest, not crumble
+
+
+def test_overlapping_digits_never_hide_one_another(mnist):
+    """Gaps below zero overlap neighbours, never so far that one is written inside the other:
+    such a line's text names a digit nobody could read, and a reader trained on it learns to
+    invent digits."""
+    from digitos.synth.lines import OVERLAP, line_ink
+
+    images = mnist.test.images
+    rng = np.random.default_rng(5)
+    most = 0.0
+    for _ in range(40):
+        pick = rng.integers(0, len(images), 5)
+        line = line_ink([images[i].numpy() for i in pick], "", rng, touch=0.0, gaps=(-0.6, -0.3))
+        for (a, b), (c, d) in zip(line.spans, line.spans[1:], strict=False):
+            overlap = (b - c) / min(b - a, d - c)
+            assert overlap <= OVERLAP + 0.05 and d > b
+            most = max(most, overlap)
+    assert most > OVERLAP - 0.1  # the gaps asked for do overlap them, as far as allowed
 
 
 def test_a_line_reader_starts_from_the_weights_it_is_given(mnist_dir, tmp_path):

@@ -296,8 +296,10 @@ def _val_count(cfg) -> int:
 
 def _lines_key(cfg) -> list:
     """What the written lines depend on: kept beside them, checked before they are reused."""
-    key = [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir]
-    # Lines written from other digits are other lines (a plain run keeps its old key).
+    from .synth.lines import VERSION
+
+    key = [cfg.written, cfg.seed, cfg.val_size, cfg.data_dir, VERSION]
+    # Lines written from other digits are other lines.
     return key + ([bool(cfg.distort), cfg.font_digits] if cfg.distort or cfg.font_digits else [])
 
 

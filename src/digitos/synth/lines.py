@@ -24,6 +24,8 @@ from skimage.morphology import skeletonize
 from .hands import Hand, decoded, random_hand, save
 from .styles import STYLES
 
+VERSION = 2  # of the lines written here: lines cached by an earlier version are written again
+OVERLAP = 0.4  # two neighbours overlap by at most this share of the narrower one's width
 HEIGHT = 48  # the digits' height as lines are drawn (a reader scales them to its own)
 WIDEST = 640  # px: a saved line's widest
 
@@ -63,7 +65,8 @@ def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
     Each gets its own height (±15% of the line's), baseline (±8%), width (0.8-1.25x) and a
     slant shared by the line (writers lean one way) with a little of its own; a gap of
     `gaps` times the height before it (negative: overlapping), or, with probability `touch`,
-    pushed left until its ink meets its neighbour's.
+    pushed left until its ink meets its neighbour's. Two neighbours overlap by at most
+    OVERLAP of the narrower one's width: a digit written inside another is read by nobody.
     """
     height = HEIGHT
     slant = float(rng.uniform(-0.25, 0.35))
@@ -80,15 +83,19 @@ def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
     for i, p in enumerate(drawn):
         y = int(np.clip(base - p.shape[0] + rng.normal(0, 0.08 * height), 0,
                         canvas.shape[0] - p.shape[0]))
+        cols = np.nonzero((p > 0.3).any(0))[0]
         if i and rng.random() < touch:  # slide left until the ink meets the neighbour's
             while x > 0:
                 region = canvas[y: y + p.shape[0], x - 1: x - 1 + p.shape[1]]
                 if (np.minimum(region, p) > 0.3).any():
                     break
                 x -= 1
+        elif i:  # a gap below zero overlaps the two: never so far that one hides the other
+            left, right = spans[-1]
+            most = OVERLAP * min(right - left, int(cols[-1] - cols[0]) + 1)
+            x += max(0, int(np.ceil(right - (x + int(cols[0])) - most)))
         region = canvas[y: y + p.shape[0], x: x + p.shape[1]]
         np.maximum(region, p, out=region)
-        cols = np.nonzero((p > 0.3).any(0))[0]
         spans.append((x + int(cols[0]), x + int(cols[-1]) + 1))
         x += p.shape[1] + int(rng.uniform(*gaps) * height)
     ys, xs = np.nonzero(canvas > 0.05)
