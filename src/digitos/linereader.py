@@ -273,12 +273,11 @@ def line_digit_pool(images: torch.Tensor, labels: torch.Tensor, cfg,
     pool, pool_labels = [images], [labels]
     if cfg.distort:
         warp = Augment(**LINE_WARP)
-        gen = torch.get_rng_state()
-        torch.manual_seed(cfg.seed)
-        for s in range(0, len(images), 4096):
-            x = images[s: s + 4096].float()[:, None] / 255
-            pool.append((warp(x)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8))
-        torch.set_rng_state(gen)
+        with torch.random.fork_rng(devices=[]):  # seeded here; the run's own draws untouched
+            torch.manual_seed(cfg.seed)
+            for s in range(0, len(images), 4096):
+                x = images[s: s + 4096].float()[:, None] / 255
+                pool.append((warp(x)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8))
         pool_labels.append(labels)
         log(f"warped digits: {len(images):,} (each training digit once more, warped)")
     if cfg.font_digits:
