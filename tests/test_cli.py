@@ -72,6 +72,8 @@ def test_train_then_evaluate(mnist_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["count"] == 10000 and report["accuracy"] > 0.9
+    low, high = report["accuracy_interval"]
+    assert low < report["accuracy"] < high and high - low < 0.02
     # Ten digits and "not a digit", which the default recipe learns too.
     assert len(report["confusion"]) == 11 and sum(map(sum, report["confusion"])) == 10000
     assert report["not_a_digit"]["non_digits_refused"] > 0.8
@@ -81,6 +83,7 @@ def test_train_then_evaluate(mnist_dir, tmp_path):
 
     table = run_cli("evaluate", run / "best.pt", "--data-dir", mnist_dir, "--limit-test", 500)
     assert "confusion matrix" in table.stdout and "test images: 500" in table.stdout
+    assert "(95% interval " in table.stdout
     # A run folder is evaluated by its best.pt; a folder of runs lists each run inside.
     folder = run_cli("evaluate", run, "--data-dir", mnist_dir, "--limit-test", 500)
     assert folder.returncode == 0 and folder.stdout == table.stdout

@@ -1,4 +1,5 @@
-"""Calibration: how well a model's stated confidence matches how often it is right."""
+"""Calibration: how well a model's stated confidence matches how often it is right; and how
+precisely a test set's accuracy tells a model's."""
 
 import json
 
@@ -6,7 +7,30 @@ import pytest
 import torch
 from conftest import run_cli
 
-from digitos.evaluate import NOT_A_DIGIT, NOT_A_DIGIT_FROM, calibration, rejection_report
+from digitos.evaluate import (
+    NOT_A_DIGIT,
+    NOT_A_DIGIT_FROM,
+    accuracy_interval,
+    calibration,
+    metrics_from_logits,
+    rejection_report,
+)
+
+
+def test_the_accuracy_interval_is_wilsons():
+    # Textbook values (Wilson 1927; Newcombe 1998, table I): 0 of 10, 5 of 10, 81 of 263.
+    assert accuracy_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert accuracy_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert accuracy_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    # It narrows as the test set grows, and always holds the accuracy measured.
+    wide, narrow = accuracy_interval(491, 500), accuracy_interval(9820, 10000)
+    assert wide[0] < narrow[0] <= 0.982 <= narrow[1] < wide[1]
+    assert accuracy_interval(10, 10)[1] == 1.0 and accuracy_interval(0, 0) == (0.0, 1.0)
+    # In the metrics, for the accuracy read: 3 of 4 right.
+    logits = torch.eye(3)[[0, 1, 2, 0]] * 5
+    metrics = metrics_from_logits(logits, torch.tensor([0, 1, 2, 1]), ["a", "b", "c"])
+    assert metrics["accuracy"] == 0.75
+    assert metrics["accuracy_interval"] == pytest.approx(accuracy_interval(3, 4))
 
 
 def test_expected_calibration_error_is_the_gap_between_confidence_and_accuracy():
