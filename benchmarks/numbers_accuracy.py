@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from digitos.datasets import load_dataset
-from digitos.evaluate import accuracy_interval
+from digitos.evaluate import share_with_interval
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
 from digitos.synth import BENCHMARK_SEEDS
@@ -146,9 +146,7 @@ def main() -> None:
     print(f"model: {reader.meta['model']}  line reader: {line_reader}  numbers: {args.n}")
     for key in ["all", *sorted(k for k in right if k != "all")]:
         r = right[key]
-        low, high = accuracy_interval(sum(r), len(r))
-        print(f"  {key:10} {100 * sum(r) / len(r):6.2f}%  ({sum(r)}/{len(r)}; "
-              f"95% interval {100 * low:.1f}-{100 * high:.1f}%)")
+        print(f"  {key:10} {share_with_interval(sum(r), len(r))}")
     print(f"  answered 'not a digit': {100 * nothing / args.n:.2f}%  ({nothing}/{args.n})")
     print(f"{1000 * seconds / args.n:.1f} ms per number (decode, segmentation, model)")
 

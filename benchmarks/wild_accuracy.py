@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from digitos.evaluate import accuracy_interval
+from digitos.evaluate import share_with_interval
 from digitos.predict import load_reader, read_image
 from digitos.preprocess import ImageError
 
@@ -49,9 +49,7 @@ def main() -> None:
     print(f"model: {reader.meta['model']}  images: {len(rows)}")
     for kind in ["all", *sorted(k for k in right if k != "all")]:
         r = right[kind]
-        low, high = accuracy_interval(sum(r), len(r))
-        print(f"  {kind:6} {100 * sum(r) / len(r):6.2f}%  ({sum(r)}/{len(r)}; "
-              f"95% interval {100 * low:.1f}-{100 * high:.1f}%)")
+        print(f"  {kind:6} {share_with_interval(sum(r), len(r))}")
     print(f"{1000 * seconds / len(rows):.1f} ms per image (decode, preprocessing, model)")
 
 

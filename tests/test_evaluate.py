@@ -14,6 +14,7 @@ from digitos.evaluate import (
     calibration,
     metrics_from_logits,
     rejection_report,
+    share_with_interval,
 )
 
 
@@ -26,6 +27,8 @@ def test_the_accuracy_interval_is_wilsons():
     wide, narrow = accuracy_interval(491, 500), accuracy_interval(9820, 10000)
     assert wide[0] < narrow[0] <= 0.982 <= narrow[1] < wide[1]
     assert accuracy_interval(10, 10)[1] == 1.0 and accuracy_interval(0, 0) == (0.0, 1.0)
+    # A benchmark's row, as numbers_accuracy.py and wild_accuracy.py print it.
+    assert share_with_interval(491, 500) == " 98.20%  (491/500; 95% interval 96.6-99.1%)"
     # In the metrics, for the accuracy read: 3 of 4 right.
     logits = torch.eye(3)[[0, 1, 2, 0]] * 5
     metrics = metrics_from_logits(logits, torch.tensor([0, 1, 2, 1]), ["a", "b", "c"])

@@ -125,6 +125,13 @@ def accuracy_interval(right: int, count: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def share_with_interval(right: int, count: int) -> str:
+    """A benchmark's row: "98.20%  (491/500; 95% interval 96.6-99.1%)"."""
+    low, high = accuracy_interval(right, count)
+    return (f"{100 * right / count:6.2f}%  ({right}/{count}; "
+            f"95% interval {100 * low:.1f}-{100 * high:.1f}%)")
+
+
 def evaluate_split(
     model: nn.Module,
     split: Split,
