@@ -20,6 +20,7 @@ import argparse
 import io
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def uci_number(images: np.ndarray, labels: np.ndarray, k: int,
     return HandsNumber(buf.getvalue(), "".join(str(labels[i]) for i in pick), touch, how)
 
 
-def draws(seeds: list[int], base: int, n: int):
+def draws(seeds: list[int], base: int, n: int) -> Iterator[tuple[int, int, np.random.Generator]]:
     """(seed, index, generator) for each number: n from each seed's own draw, in turn."""
     for seed in seeds:
         rng = np.random.default_rng(seed + base)
@@ -97,7 +98,8 @@ def main() -> None:
                          "from each, and --errors names a number seed/index")
     ap.add_argument("--errors", action="store_true", help="list the numbers read wrong")
     ap.add_argument("--save-errors", metavar="DIR",
-                    help="save the drawings read wrong there, named #i-number-read")
+                    help="save the drawings read wrong there, named index-number-read "
+                         "(seed-index-number-read with several seeds)")
     ap.add_argument("--hands", action="store_true",
                     help="numbers in the world's styles and hands instead (synth.lines: styled "
                          "digits, slanted, written by random hands: sizes down to thumbnails, "
