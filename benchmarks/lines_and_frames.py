@@ -6,7 +6,8 @@ MNIST *test* digits drawn dark on a light page (168 px for the 28x28 field), the
 one ruled line that crosses the whole image (a tight crop of lined paper), over a long
 underline, over an underline as wide as the digit, inside a circle, inside a box clear of
 the digit, inside a box that touches it. Numbers of 2-6 test digits (the numbers benchmark's
-drawings) with a line under them, and rows of tall 1s drawn across most of a canvas.
+drawings) with a line under them, numbers written in a form's row of boxes (one digit in each,
+clear of the walls or as tall as the box), and rows of tall 1s drawn across most of a canvas.
 A digit is right when exactly it is read.
 """
 
@@ -74,6 +75,30 @@ def underlined_number(images, labels, rng: np.random.Generator) -> tuple[bytes, 
     return _png(img), drawn.number
 
 
+def number_in_boxes(images, labels, touching: bool, rng: np.random.Generator
+                    ) -> tuple[bytes, str]:
+    """2-6 test digits written in a form's row of boxes, one in each (neighbours share a
+    wall): boxes 40-140 px, a pen of 1-4 px, each digit 0.6-0.8 of its box tall, or as tall
+    as its box and more (touching: its strokes meet the sides)."""
+    k = int(rng.integers(2, 7))
+    pick = rng.choice(len(images), size=k, replace=False)
+    cell, pen, margin = int(rng.integers(40, 141)), int(rng.integers(1, 5)), int(rng.integers(8, 41))
+    page = Image.new("L", (2 * margin + k * cell + 1, 2 * margin + cell + 1), 245)
+    for j, i in enumerate(pick):
+        # The 28x28 field is 1.4 times the ink's height: 0.85-1.1 of it for a digit as tall
+        # as its box (touching), 0.45-0.6 for one clear of it.
+        size = int(cell * (rng.uniform(1.2, 1.5) if touching else rng.uniform(0.85, 1.1)))
+        big = Image.fromarray(255 - images[i].numpy()).resize((size, size), Image.BICUBIC)
+        at = (margin + j * cell + (cell - size) // 2, margin + (cell - size) // 2)
+        page.paste(Image.fromarray(np.minimum(np.asarray(page.crop((*at, at[0] + size, at[1] + size))),
+                                              np.asarray(big))), at)
+    draw = ImageDraw.Draw(page)
+    for j in range(k):
+        draw.rectangle([(margin + j * cell, margin), (margin + (j + 1) * cell, margin + cell)],
+                       outline=0, width=pen)
+    return _png(page), "".join(str(int(labels[i])) for i in pick)
+
+
 def tall_ones(k: int, rng: np.random.Generator) -> bytes:
     page = Image.new("L", (400, 300), 255)
     draw = ImageDraw.Draw(page)
@@ -111,6 +136,12 @@ def main() -> None:
     numbers = [underlined_number(test.images, test.labels, rng) for _ in range(args.n // 2)]
     right = sum(read(reader, data) == number for data, number in numbers)
     print(f"  {'underlined numbers':<22} {100 * right / len(numbers):6.2f}%  ({right}/{len(numbers)})")
+    for touching, name in ((False, "numbers in boxes"), (True, "… as tall as the boxes")):
+        rng = np.random.default_rng(3 + touching)
+        numbers = [number_in_boxes(test.images, test.labels, touching, rng)
+                   for _ in range(args.n // 2)]
+        right = sum(read(reader, data) == number for data, number in numbers)
+        print(f"  {name:<22} {100 * right / len(numbers):6.2f}%  ({right}/{len(numbers)})")
     rng = np.random.default_rng(2)
     right = sum(read(reader, tall_ones(k, rng)) == "1" * k for k in range(2, 5) for _ in range(10))
     print(f"  {'tall 1s, 2-4 of them':<22} {100 * right / 30:6.2f}%  ({right}/30)")

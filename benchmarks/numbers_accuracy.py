@@ -1,7 +1,7 @@
 """How well digitos reads whole numbers: 2-6 MNIST *test* digits written as one drawing.
 
     python benchmarks/numbers_accuracy.py --data-dir ../shared/data/mnist [-n 1000] [--checkpoint CKPT]
-        [--hands | --uci] [--lines-checkpoint CKPT | --no-line-reader] [--seed S [S ...]]
+        [--hands | --uci | --stacked] [--lines-checkpoint CKPT | --no-line-reader] [--seed S [S ...]]
 
 Each number is drawn by digitos.synth.drawings.render_number: its own size and baseline for every
 digit, varied gaps, one in five neighbours pushed together until their ink touches, dark ink
@@ -9,7 +9,9 @@ on white paper with noise, PNG or JPEG. A number counts as right only when every
 read and in the right order (exact match). The digits come from MNIST's test files, which no
 training sees. `--hands`: the numbers written in the world's styles and hands instead;
 `--uci`: numbers of the UCI writers' 8x8 digits (scikit-learn's `load_digits`, which no
-training sees either) side by side, enlarged as thumbnails are. The benchmark is seed 0;
+training sees either) side by side, enlarged as thumbnails are; `--stacked`: MNIST's test
+arrays themselves put side by side as a user stacks them in numpy (white on black, a digit's
+width of black between them or none, or cropped to their ink). The benchmark is seed 0;
 several seeds pool n numbers from each (`--seed 2 3 4`: 3,000), a surer figure than one
 sample of 500 gives.
 """
@@ -76,6 +78,38 @@ def uci_number(images: np.ndarray, labels: np.ndarray, k: int,
     return HandsNumber(buf.getvalue(), "".join(str(labels[i]) for i in pick), touch, how)
 
 
+def stacked_number(images: np.ndarray, labels: np.ndarray, k: int,
+                   rng: np.random.Generator) -> HandsNumber:
+    """k MNIST test arrays side by side as a user stacks them (`np.hstack`): each 28x28 as
+    MNIST holds it (white on black, its ink centred with 4 or more columns of black each
+    side), with 0-40 columns of black between neighbours, or each cropped to its ink and 1-4
+    columns apart ("cropped"); a third inverted to black on white; enlarged 1-4 times half of
+    the time; saved as a PNG. "Touching": cropped, some neighbours a column apart."""
+    pick = rng.choice(len(images), size=k, replace=False)
+    cropped = rng.random() < 0.3
+    tiles, gaps = [], []
+    for i in pick:
+        img = images[i]
+        if cropped:
+            cols = np.nonzero(img.max(0) > 0)[0]
+            img = img[:, cols[0]: cols[-1] + 1]
+        tiles.append(img)
+        gaps.append(int(rng.integers(1, 5)) if cropped else int(rng.integers(0, 41)))
+    row = np.hstack([x for tile, gap in zip(tiles, gaps, strict=True)
+                     for x in (tile, np.zeros((28, gap), np.uint8))][:-1])
+    if rng.random() < 1 / 3:
+        row = 255 - row
+    img = Image.fromarray(row)
+    if rng.random() < 0.5:
+        scale = int(rng.integers(2, 5))
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    touch = cropped and min(gaps[:-1]) == 1
+    return HandsNumber(buf.getvalue(), "".join(str(labels[i]) for i in pick), touch,
+                       "cropped" if cropped else "stacked")
+
+
 def draws(seeds: list[int], base: int, n: int) -> Iterator[tuple[int, int, np.random.Generator]]:
     """(seed, index, generator) for each number: n from each seed's own draw, in turn."""
     for seed in seeds:
@@ -108,9 +142,13 @@ def main() -> None:
     ap.add_argument("--uci", action="store_true",
                     help="numbers of the UCI writers' 8x8 digits side by side instead, enlarged "
                          "4-15x bicubically or by repeating pixels (needs scikit-learn)")
+    ap.add_argument("--stacked", action="store_true",
+                    help="MNIST's test arrays side by side instead, as a user stacks them in "
+                         "numpy (white on black or inverted, gaps of 0-40 columns, or cropped "
+                         "to their ink), some enlarged")
     args = ap.parse_args()
-    if args.hands and args.uci:
-        ap.error("--hands and --uci are two different benchmarks: ask for one")
+    if args.hands + args.uci + args.stacked > 1:
+        ap.error("--hands, --uci and --stacked are different benchmarks: ask for one")
 
     lines = False if args.no_line_reader else (args.lines_checkpoint or True)
     reader = load_reader(args.checkpoint, lines=lines)
@@ -126,7 +164,8 @@ def main() -> None:
     right: dict[str, list[bool]] = defaultdict(list)
     seconds, nothing = 0.0, 0
     seeds = list(dict.fromkeys(args.seed))  # a seed named twice is one draw
-    base = BENCHMARK_SEEDS + 500 if args.hands else BENCHMARK_SEEDS + 700 if args.uci else 0
+    base = (BENCHMARK_SEEDS + 500 if args.hands else BENCHMARK_SEEDS + 700 if args.uci
+            else BENCHMARK_SEEDS + 900 if args.stacked else 0)
     count = args.n * len(seeds)
     for seed, i, rng in draws(seeds, base, args.n):
         # One seed names a number by its index, as the benchmark always has; several, seed/index.
@@ -137,6 +176,8 @@ def main() -> None:
             drawing = hands_number(test_images, test_labels, k, rng)
         elif args.uci:
             drawing = uci_number(uci.images, uci.target, k, rng)
+        elif args.stacked:
+            drawing = stacked_number(test_images, test_labels, k, rng)
         else:
             drawing = render_number(test.images[pick], test.labels[pick].tolist(), rng)
         t0 = time.perf_counter()

@@ -548,3 +548,19 @@ def test_a_numbers_digits_standing_apart_go_through_the_classifier_once(mnist,
     # Without a line reader, the pieces are the classifier's alone.
     plain = predict.load_reader(lines=False)
     assert predict.read_image(plain, apart(mnist, pick)).number == expected
+
+
+def test_a_digit_far_from_the_others_is_not_lost(mnist, line_reader_present):
+    """MNIST test digits side by side as people stack them (each 28x28, white on black, a
+    digit's width of black between them): the line reader, shown such gaps, lets a 1 or a 0
+    fall into its neighbour's span; the classifier reads every piece, and a reading that
+    misses one of them is not taken."""
+    from digitos.predict import read_image
+
+    numbers = [[4565, 2326, 952], [4392, 3991, 9401], [1420, 5699, 9411, 5167, 3268],
+               [5427, 3227, 1214, 3355], [2351, 5364, 5889]]
+    for pick in numbers:
+        gap = np.zeros((28, 28), np.uint8)
+        row = np.hstack([x for k in pick for x in (mnist.test.images[k].numpy(), gap)][:-1])
+        expected = "".join(str(int(mnist.test.labels[k])) for k in pick)
+        assert read_image(line_reader_present, png(Image.fromarray(row))).number == expected

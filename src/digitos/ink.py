@@ -42,6 +42,8 @@ TOP_PART = 0.35  # ...with its bottom in this top share of the digit, its top at
 FRAME_HOLDS = 0.5  # a loop around ink this share of its height tall is a frame around it
 RULED_THICK = 0.1  # a band of rows (columns) this share of the page thick is no ruled line
 BOX_SIDE = 0.8  # a box's sides run along at least this share of its width and height
+WALL = 0.95  # a wall between a form's boxes runs straight along this share of their height
+CELL = 0.5  # ...and each box of the row is at least this share of its height wide
 CROP_MARGIN = 4  # px of paper kept around the writing (the faint rims are within 2 of it)
 MARK_WIDE = 0.25  # a mark this share of a loop's width inside it is no dot in a zero
 SHADED = 0.1  # wide grey areas, this share of the strokes' area: a picture, not writing
@@ -411,8 +413,9 @@ def _box_sides(mask: np.ndarray, lines: np.ndarray) -> np.ndarray:
             py, px = spans[p - 1]
             piece = pieces[py, px] == p
             holes = ndimage.label(ndimage.binary_fill_holes(piece) & ~piece)[0]
-            if any(h[1].stop - h[1].start >= 0.5 * (xs.stop - xs.start)
-                   for h in ndimage.find_objects(holes)):
+            # One hole, or a row of them side by side (a form's cells, a digit in each).
+            if sum(h[1].stop - h[1].start for h in ndimage.find_objects(holes)
+                   ) >= 0.5 * (xs.stop - xs.start):
                 sides[ys, xs] |= line
                 break
     return sides
@@ -533,8 +536,32 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
         if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
                 and sides[:, -ew:].any()):
             continue
+        # Walls from the top side to the bottom one, straight as a ruler draws them and no
+        # bolder than the sides: a form's row of boxes, a digit in each (a 1 written as tall
+        # is seldom that straight, and a digit's stroke as tall is a pen's width, not a rule's).
+        # (Measured between the top and bottom sides: a digit's strokes may run beyond them.)
+        rows_of_sides = np.nonzero(sides[:eh].any(axis=1))[0][0], h - eh + np.nonzero(
+            sides[-eh:].any(axis=1))[0][-1]
+        walls = np.zeros_like(piece[:, ew:-ew])
+        box = slice(rows_of_sides[0], rows_of_sides[1] + 1)
+        walls[box] = _straight_runs(m[box, ew:-ew], int(WALL * (box.stop - box.start)), axis=0)
+        if walls.any():
+            top = _straight_runs(m[:eh], sw, axis=1).sum(axis=0)
+            rule = int(np.median(top[top > 0]))  # how thick the top side is drawn
+            bands, count = ndimage.label(walls.any(axis=0))
+            widths = np.bincount(bands)[1:]
+            # The boxes at the ends of the row at least CELL as wide as they are tall: a
+            # stroke down the middle of one box drawn tight around its digit is no wall.
+            least = CELL * (box.stop - box.start)
+            centres = ew + np.array([(c[0].start + c[0].stop) / 2 for c in ndimage.find_objects(bands)])
+            kept = (widths <= 2 * rule + 1) & (centres >= least) & (w - centres >= least)
+            walls &= np.concatenate([[False], kept])[bands][None, :]
+            sides[:, ew:-ew] |= walls
         held = np.nonzero((piece & ~sides).any(axis=1))[0]
-        if len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h:
+        # A row of boxes is no digit, whatever its boxes hold (a digit close to a wall may
+        # join it through its rim when grouping); one box is taken here only when a digit
+        # touches it (clear of it, it is a loop that grouping leaves out).
+        if walls.any() or (len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h):
             out[ys, xs] |= sides
     return out
 
@@ -861,11 +888,15 @@ def _filling(holes: np.ndarray, pieces: list[int],
 
 def _bare_loop(loop: np.ndarray, holes: np.ndarray) -> bool:
     """Whether a loop's ink is a ring alone: none of it reaches inwards further than a few
-    of its strokes' widths from its outer edge (a digit touching a box reaches in)."""
+    of its strokes' widths from its outer edge (a digit touching a box reaches in), but for
+    walls straight across it from side to side that part its hole into cells (a form's row
+    of boxes)."""
     # The loop's outer edge is its box's edge too: padded, so that distances run from it.
     outline = np.pad(grow(loop, 1) | holes, 1)  # (the holes stop a pixel short of the loop)
     width = 2 * float(np.median(ndimage.distance_transform_edt(loop)[loop]))
     deep = ndimage.distance_transform_edt(outline)[1:-1, 1:-1] > 3 * width + 1
+    if ndimage.label(holes)[1] > 1:
+        deep &= ~_straight_runs(loop.view(np.uint8), int(WALL * loop.shape[0]), axis=0)
     return (loop & deep).sum() <= 0.02 * loop.sum()
 
 

@@ -40,6 +40,7 @@ class LineDigit:
     confidence: float  # its share of the digits' probability where it was surest
     probabilities: list[float]  # the ten digits' shares there, summing to 1
     columns: tuple[int, int]  # [start, end) columns of the line's input that it spans
+    peak: float = 0.0  # the column of the line's input where it was surest
 
 
 def decode(scores: torch.Tensor, width: int | None = None) -> list[LineDigit]:
@@ -65,7 +66,8 @@ def decode(scores: torch.Tensor, width: int | None = None) -> list[LineDigit]:
         left = 0 if i == 0 else round((centres[i - 1] + centres[i]) / 2)
         right = width if i == len(runs) - 1 else round((centres[i] + centres[i + 1]) / 2)
         out.append(LineDigit(c, round(float(digits[c]), 6),
-                             [round(float(v), 6) for v in digits], (left, right)))
+                             [round(float(v), 6) for v in digits], (left, right),
+                             STRIDE * (t + 0.5)))
     return out
 
 
@@ -137,7 +139,8 @@ def _read_once(model: nn.Module, lines: list[torch.Tensor], normalization: tuple
     for k, (line, x) in enumerate(zip(lines, variants, strict=True)):
         digits = decode(scores[k, : lengths[k]], x.shape[1])
         out.append([replace(d, columns=(min(round(d.columns[0] / factor), line.shape[1]),
-                                        min(round(d.columns[1] / factor), line.shape[1])))
+                                        min(round(d.columns[1] / factor), line.shape[1])),
+                            peak=d.peak / factor)
                     for d in digits])
     return out
 

@@ -189,6 +189,7 @@ IN_NUMBER_NOT_A_DIGIT = 0.97  # beside digits, a piece is "not a digit" only thi
 LINE_SURE = 0.8  # the line reader's digits read this surely, on average, are taken as read
 WHOLE_SURE = 0.96  # ...and this surely, its reading outweighs pieces the classifier doubted
 PIECE_SURE = 0.9  # a piece read less surely than this may hold a digit more
+FAR_APART = 0.25  # a piece this share of its height from any other stands apart
 
 
 @dataclass
@@ -199,6 +200,7 @@ class DigitReading:
     box: list[int]  # [left, top, right, bottom] in the input's pixels
     pixels: torch.Tensor  # the 28x28 the model saw
     group: Group
+    peak: float | None = None  # the line reader's digits: the working column it was surest at
 
     @property
     def not_a_digit(self) -> bool:
@@ -296,7 +298,7 @@ def _read_line(reader: Reader, ink: Ink, groups: list[Group]) -> ImageReading:
     of_piece = {id(p.group): p.reading for p in first}
     rest = iter(seen_new)
     seen = [of_piece[id(d.group)] if id(d.group) in of_piece else next(rest) for d in whole]
-    if whole and _taken(reader, whole, alone=False, seen=seen):
+    if whole and _taken(reader, whole, alone=False, seen=seen) and _covers(whole, first):
         line = ImageReading("".join(d.reading.digit for d in whole), whole, whole, False,
                             everything, ink.polarity, ink.size)
         line.lines = [line_box(ink, line)]
@@ -355,6 +357,21 @@ def _taken(reader: Reader, parts: list[DigitReading], alone: bool,
                for r, p in zip(seen, parts, strict=True))
 
 
+def _covers(whole: list[DigitReading], pieces: list[DigitReading]) -> bool:
+    """Whether the line reader saw a digit in every piece of ink that stands apart (FAR_APART
+    of its height or more from any other) and that the classifier reads as a digit. A digit
+    written far from the others (a 1 or a 0 a digit's width away) can fall out of the line
+    reader's reading, its ink taken into its neighbour's span; the classifier, reading each
+    piece, does not lose it. (A sliver beside a stroke, part of one digit, stands close.)"""
+    def apart(p: DigitReading) -> bool:
+        left, top, right, bottom = p.group.box
+        return all(max(q.group.box[0] - right, left - q.group.box[2]) >= FAR_APART * (bottom - top)
+                   for q in pieces if q is not p)
+
+    return all(any(p.group.box[0] <= d.peak < p.group.box[2] for d in whole if d.peak is not None)
+               for p in pieces if not p.not_a_digit and apart(p))
+
+
 def _line_decides(whole: list[DigitReading], digits: list[DigitReading],
                   first: list[DigitReading]) -> bool:
     """Whether the line reader's reading of a whole line (`whole`) stands over the number the
@@ -407,7 +424,8 @@ def _line_digits(reader: Reader, ink: Ink, line: Group,
                          for c in reader.classes]
         reading = Reading(str(d.digit), d.confidence, probabilities,
                           d.confidence < reader.unsure_below, reader.classes)
-        out.append(DigitReading(reading, box_in_input(ink, part.box), pixels, part))
+        out.append(DigitReading(reading, box_in_input(ink, part.box), pixels, part,
+                                x0 + (d.peak - LINE_MARGIN) * per_column))
     return out
 
 

@@ -24,7 +24,7 @@ from skimage.morphology import skeletonize
 from .hands import Hand, decoded, random_hand, save
 from .styles import STYLES
 
-VERSION = 2  # of the lines written here: lines cached by an earlier version are written again
+VERSION = 3  # of the lines written here: lines cached by an earlier version are written again
 OVERLAP = 0.4  # two neighbours overlap by at most this share of the narrower one's width
 HEIGHT = 48  # the digits' height as lines are drawn (a reader scales them to its own)
 WIDEST = 640  # px: a saved line's widest
@@ -76,7 +76,7 @@ def line_ink(pieces: list[np.ndarray], text: str, rng: np.random.Generator,
         s = slant + float(rng.uniform(-0.08, 0.08))
         drawn.append(_scaled(_crop(img), h, float(rng.uniform(0.8, 1.25)), s))
     margin = height // 2
-    width = 2 * margin + sum(p.shape[1] for p in drawn) + height * len(drawn)
+    width = 2 * margin + sum(p.shape[1] for p in drawn) + int(max(1.0, gaps[1]) * height) * len(drawn)
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
     x, spans = margin, []
     base = margin + int(height * 1.3)
@@ -199,6 +199,8 @@ def read_back(line: Line, hand: Hand, rng: np.random.Generator) -> torch.Tensor 
 
 MOST_DIGITS = 8
 NO_DIGITS = 0.12  # this share of lines are letters and doodles: their reading is empty
+FAR_APART = 0.15  # this share of lines of digits leave gaps of FAR_GAPS heights between them
+FAR_GAPS = (0.6, 2.5)  # each digit in its own box of a form, or one canvas beside another
 CHUNK = 250  # lines written per task, each task with its own seed
 
 
@@ -221,15 +223,18 @@ def random_line(digits: np.ndarray, labels: np.ndarray, others: np.ndarray,
     """1-MOST_DIGITS digits (or `count`) drawn from `digits` (uint8 (N, 28, 28)), a third of
     those whose digit has styles redrawn in one, at gaps from overlapping to wide; or,
     NO_DIGITS of the time when `others` are given, 1-4 marks from them (letters, shapes) with
-    an empty text. Harder than most writing on purpose: a reader learns from the hard cases."""
+    an empty text; FAR_APART of the lines of digits with the digits far apart. Harder than
+    most writing on purpose: a reader learns from the hard cases."""
     if len(others) and rng.random() < NO_DIGITS:
         pick = rng.integers(0, len(others), int(rng.integers(1, 5)))
         return line_ink([others[i] for i in pick], "", rng, touch=0.3)
     n = count or int(rng.integers(1, MOST_DIGITS + 1))
     pick = rng.integers(0, len(digits), n)
     touch = float(rng.choice([0.0, 0.3, 0.7]))
+    far = rng.random() < FAR_APART
     return line_ink(_styled(digits, labels, pick, rng),
-                    "".join(str(int(labels[i])) for i in pick), rng, touch)
+                    "".join(str(int(labels[i])) for i in pick), rng, 0.0 if far else touch,
+                    FAR_GAPS if far else (-0.15, 0.7))
 
 
 def random_number(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
