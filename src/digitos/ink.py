@@ -536,27 +536,8 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
         if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
                 and sides[:, -ew:].any()):
             continue
-        # Walls from the top side to the bottom one, straight as a ruler draws them and no
-        # bolder than the sides: a form's row of boxes, a digit in each (a 1 written as tall
-        # is seldom that straight, and a digit's stroke as tall is a pen's width, not a rule's).
-        # (Measured between the top and bottom sides: a digit's strokes may run beyond them.)
-        rows_of_sides = np.nonzero(sides[:eh].any(axis=1))[0][0], h - eh + np.nonzero(
-            sides[-eh:].any(axis=1))[0][-1]
-        walls = np.zeros_like(piece[:, ew:-ew])
-        box = slice(rows_of_sides[0], rows_of_sides[1] + 1)
-        walls[box] = _straight_runs(m[box, ew:-ew], int(WALL * (box.stop - box.start)), axis=0)
-        if walls.any():
-            top = _straight_runs(m[:eh], sw, axis=1).sum(axis=0)
-            rule = int(np.median(top[top > 0]))  # how thick the top side is drawn
-            bands, count = ndimage.label(walls.any(axis=0))
-            widths = np.bincount(bands)[1:]
-            # The boxes at the ends of the row at least CELL as wide as they are tall: a
-            # stroke down the middle of one box drawn tight around its digit is no wall.
-            least = CELL * (box.stop - box.start)
-            centres = ew + np.array([(c[0].start + c[0].stop) / 2 for c in ndimage.find_objects(bands)])
-            kept = (widths <= 2 * rule + 1) & (centres >= least) & (w - centres >= least)
-            walls &= np.concatenate([[False], kept])[bands][None, :]
-            sides[:, ew:-ew] |= walls
+        walls = _walls(m, sides, eh, ew, sw)
+        sides[:, ew:-ew] |= walls
         held = np.nonzero((piece & ~sides).any(axis=1))[0]
         # A row of boxes is no digit, whatever its boxes hold (a digit close to a wall may
         # join it through its rim when grouping); one box is taken here only when a digit
@@ -564,6 +545,32 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
         if walls.any() or (len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h):
             out[ys, xs] |= sides
     return out
+
+
+def _walls(m: np.ndarray, sides: np.ndarray, eh: int, ew: int, sw: int) -> np.ndarray:
+    """The walls of a form's row of boxes (`m`: the row's piece of ink, uint8; `sides`: its
+    four sides, found in edge bands `eh` rows and `ew` columns deep, the top and bottom ones
+    `sw` long), in the columns between the bands: lines from the top side to the bottom one,
+    straight as a ruler draws them along WALL of the height between the two (a digit's
+    strokes may run beyond them), no bolder than twice the top side (a digit's stroke as tall
+    is a pen's width, not a rule's), and at least CELL of that height from the row's ends (a
+    stroke down the middle of one box drawn tight around its digit is no wall)."""
+    h, w = m.shape
+    top = np.nonzero(sides[:eh].any(axis=1))[0][0]
+    bottom = h - eh + np.nonzero(sides[-eh:].any(axis=1))[0][-1]
+    walls = np.zeros(m[:, ew:-ew].shape, bool)
+    walls[top: bottom + 1] = _straight_runs(m[top: bottom + 1, ew:-ew],
+                                            int(WALL * (bottom + 1 - top)), axis=0)
+    if not walls.any():
+        return walls
+    top_side = _straight_runs(m[:eh], sw, axis=1).sum(axis=0)
+    rule = int(np.median(top_side[top_side > 0]))  # how thick the top side is drawn
+    bands, _ = ndimage.label(walls.any(axis=0))
+    widths = np.bincount(bands)[1:]
+    centres = ew + np.array([(c[0].start + c[0].stop) / 2 for c in ndimage.find_objects(bands)])
+    least = CELL * (bottom + 1 - top)
+    kept = (widths <= 2 * rule + 1) & (centres >= least) & (w - centres >= least)
+    return walls & np.concatenate([[False], kept])[bands][None, :]
 
 
 def _ends_in_a_stroke(line: np.ndarray, ys: slice, xs: slice, pieces: np.ndarray,
