@@ -509,52 +509,79 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
     """The sides of a box drawn around a digit that touches it (a form's box, written into
     tightly): straight lines along all four edges of one piece of ink, around ink at least
     FRAME_HOLDS of the box's height tall. (A box clear of its digit is a separate loop, left
-    out in `find_groups`.) A square 0 holds nothing; a filled shape is not a box.
+    out in `find_groups`.) A square 0 holds nothing; a filled shape is not a box. A form's
+    row of boxes, its digits reaching above or below it, is sought between its outermost
+    level lines.
     """
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     out = np.zeros_like(mask)
     for i, (ys, xs) in enumerate(ndimage.find_objects(labels, count), start=1):
-        h, w = ys.stop - ys.start, xs.stop - xs.start
-        if h < 20 or w < 20:
-            continue
         piece = labels[ys, xs] == i
-        rows, cols = piece.sum(axis=1), piece.sum(axis=0)
-        eh, ew = max(2, h // 8), max(2, w // 8)  # the bands along the edges a side lies in
-        if (rows[:eh].max() < BOX_SIDE * w or rows[-eh:].max() < BOX_SIDE * w
-                or cols[:ew].max() < BOX_SIDE * h or cols[-ew:].max() < BOX_SIDE * h
-                or piece[eh:-eh, ew:-ew].mean() > 0.5):
-            continue
-        m = piece.view(np.uint8)
-        sw, sh = int(BOX_SIDE * w), int(BOX_SIDE * h)
-        # Only lines in the edge bands, each band opened alone: a 1 as tall as the box,
-        # inside it, is no side.
-        sides = np.zeros_like(piece)
-        sides[:eh] = _straight_runs(m[:eh], sw, axis=1)
-        sides[-eh:] = _straight_runs(m[-eh:], sw, axis=1)
-        sides[:, :ew] |= _straight_runs(m[:, :ew], sh, axis=0)
-        sides[:, -ew:] |= _straight_runs(m[:, -ew:], sh, axis=0)
-        if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
-                and sides[:, -ew:].any()):
-            continue
-        walls = _walls(m, sides, eh, ew, sw)
-        sides[:, ew:-ew] |= walls
-        held = np.nonzero((piece & ~sides).any(axis=1))[0]
-        # A row of boxes is no digit, whatever its boxes hold (a digit close to a wall may
-        # join it through its rim when grouping); one box is taken here only when a digit
-        # touches it (clear of it, it is a loop that grouping leaves out).
-        if walls.any() or (len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h):
+        sides = _box_sides_of(piece)
+        h, w = piece.shape
+        long = np.nonzero(piece.sum(axis=1) >= BOX_SIDE * w)[0]  # rows that may hold a side
+        if sides is None and len(long) and long[-1] + 1 - long[0] >= FRAME_HOLDS * h:
+            # Digits taller than their boxes reach above or below the row, and the edge bands
+            # then hold their strokes: the row lies between its outermost level lines as long
+            # as a side.
+            level = _straight_runs(piece.view(np.uint8), int(BOX_SIDE * w), axis=1)
+            rows = np.nonzero(level.any(axis=1))[0]
+            if len(rows) and FRAME_HOLDS * h <= rows[-1] + 1 - rows[0] < h:
+                inner = _box_sides_of(piece[rows[0]: rows[-1] + 1])
+                if inner is not None:
+                    sides = np.zeros_like(piece)
+                    sides[rows[0]: rows[-1] + 1] = inner
+        if sides is not None:
             out[ys, xs] |= sides
     return out
 
 
-def _walls(m: np.ndarray, sides: np.ndarray, eh: int, ew: int, sw: int) -> np.ndarray:
+def _box_sides_of(piece: np.ndarray) -> np.ndarray | None:
+    """The sides (and a row's walls) of a box drawn around a digit that touches it, if
+    `piece` (one piece of ink, bool) is one: straight lines in bands along its four edges."""
+    h, w = piece.shape
+    if h < 20 or w < 20:
+        return None
+    rows, cols = piece.sum(axis=1), piece.sum(axis=0)
+    eh, ew = max(2, h // 8), max(2, w // 8)  # the bands along the edges a side lies in
+    if (rows[:eh].max() < BOX_SIDE * w or rows[-eh:].max() < BOX_SIDE * w
+            or cols[:ew].max() < BOX_SIDE * h or cols[-ew:].max() < BOX_SIDE * h
+            or piece[eh:-eh, ew:-ew].mean() > 0.5):
+        return None
+    m = piece.view(np.uint8)
+    sw, sh = int(BOX_SIDE * w), int(BOX_SIDE * h)
+    # Only lines in the edge bands, each band opened alone: a 1 as tall as the box,
+    # inside it, is no side.
+    sides = np.zeros_like(piece)
+    top_side = _straight_runs(m[:eh], sw, axis=1)
+    sides[:eh] = top_side
+    sides[-eh:] = _straight_runs(m[-eh:], sw, axis=1)
+    sides[:, :ew] |= _straight_runs(m[:, :ew], sh, axis=0)
+    sides[:, -ew:] |= _straight_runs(m[:, -ew:], sh, axis=0)
+    if not (sides[:eh].any() and sides[-eh:].any() and sides[:, :ew].any()
+            and sides[:, -ew:].any()):
+        return None
+    walls = _walls(m, sides, top_side, eh, ew)
+    sides[:, ew:-ew] |= walls
+    held = np.nonzero((piece & ~sides).any(axis=1))[0]
+    # A row of boxes is no digit, whatever its boxes hold (a digit close to a wall may
+    # join it through its rim when grouping); one box is taken here only when a digit
+    # touches it (clear of it, it is a loop that grouping leaves out).
+    if walls.any() or (len(held) and held[-1] - held[0] + 1 >= FRAME_HOLDS * h):
+        return sides
+    return None
+
+
+def _walls(m: np.ndarray, sides: np.ndarray, top_side: np.ndarray, eh: int, ew: int
+           ) -> np.ndarray:
     """The walls of a form's row of boxes (`m`: the row's piece of ink, uint8; `sides`: its
-    four sides, found in edge bands `eh` rows and `ew` columns deep, the top and bottom ones
-    `sw` long), in the columns between the bands: lines from the top side to the bottom one,
-    straight as a ruler draws them along WALL of the height between the two (a digit's
-    strokes may run beyond them), no bolder than twice the top side (a digit's stroke as tall
-    is a pen's width, not a rule's), and at least CELL of that height from the row's ends (a
-    stroke down the middle of one box drawn tight around its digit is no wall)."""
+    four sides, found in edge bands `eh` rows and `ew` columns deep; `top_side`: the top
+    band's level lines alone), in the columns between the bands: lines from the top side to
+    the bottom one, straight as a ruler draws them along WALL of the height between the two
+    (a digit's strokes may run beyond them), no bolder than twice the top side (a digit's
+    stroke as tall is a pen's width, not a rule's), and at least CELL of that height from
+    the row's ends (a stroke down the middle of one box drawn tight around its digit is no
+    wall)."""
     h, w = m.shape
     top = np.nonzero(sides[:eh].any(axis=1))[0][0]
     bottom = h - eh + np.nonzero(sides[-eh:].any(axis=1))[0][-1]
@@ -563,8 +590,8 @@ def _walls(m: np.ndarray, sides: np.ndarray, eh: int, ew: int, sw: int) -> np.nd
                                             int(WALL * (bottom + 1 - top)), axis=0)
     if not walls.any():
         return walls
-    top_side = _straight_runs(m[:eh], sw, axis=1).sum(axis=0)
-    rule = int(np.median(top_side[top_side > 0]))  # how thick the top side is drawn
+    thickness = top_side.sum(axis=0)
+    rule = int(np.median(thickness[thickness > 0]))  # how thick the top side is drawn
     bands, _ = ndimage.label(walls.any(axis=0))
     widths = np.bincount(bands)[1:]
     centres = ew + np.array([(c[0].start + c[0].stop) / 2 for c in ndimage.find_objects(bands)])
