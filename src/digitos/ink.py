@@ -518,22 +518,31 @@ def _drawn_boxes(mask: np.ndarray) -> np.ndarray:
     for i, (ys, xs) in enumerate(ndimage.find_objects(labels, count), start=1):
         piece = labels[ys, xs] == i
         sides = _box_sides_of(piece)
-        h, w = piece.shape
-        long = np.nonzero(piece.sum(axis=1) >= BOX_SIDE * w)[0]  # rows that may hold a side
-        if sides is None and len(long) and long[-1] + 1 - long[0] >= FRAME_HOLDS * h:
-            # Digits taller than their boxes reach above or below the row, and the edge bands
-            # then hold their strokes: the row lies between its outermost level lines as long
-            # as a side.
-            level = _straight_runs(piece.view(np.uint8), int(BOX_SIDE * w), axis=1)
-            rows = np.nonzero(level.any(axis=1))[0]
-            if len(rows) and FRAME_HOLDS * h <= rows[-1] + 1 - rows[0] < h:
-                inner = _box_sides_of(piece[rows[0]: rows[-1] + 1])
-                if inner is not None:
-                    sides = np.zeros_like(piece)
-                    sides[rows[0]: rows[-1] + 1] = inner
+        if sides is None:
+            sides = _row_reached_beyond(piece)
         if sides is not None:
             out[ys, xs] |= sides
     return out
+
+
+def _row_reached_beyond(piece: np.ndarray) -> np.ndarray | None:
+    """The sides of a row of boxes (`_box_sides_of`) whose digits, taller than their boxes,
+    reach above or below it: the edge bands then hold their strokes, so the row is sought
+    between the piece's outermost level lines as long as a side."""
+    h, w = piece.shape
+    wide = np.nonzero(piece.sum(axis=1) >= BOX_SIDE * w)[0]  # rows that may hold a side
+    if not len(wide) or wide[-1] + 1 - wide[0] < FRAME_HOLDS * h:
+        return None  # (cheap: most pieces stop here)
+    level = _straight_runs(piece.view(np.uint8), int(BOX_SIDE * w), axis=1)
+    rows = np.nonzero(level.any(axis=1))[0]
+    if not len(rows) or not FRAME_HOLDS * h <= rows[-1] + 1 - rows[0] < h:
+        return None
+    inner = _box_sides_of(piece[rows[0]: rows[-1] + 1])
+    if inner is None:
+        return None
+    sides = np.zeros_like(piece)
+    sides[rows[0]: rows[-1] + 1] = inner
+    return sides
 
 
 def _box_sides_of(piece: np.ndarray) -> np.ndarray | None:
