@@ -85,6 +85,8 @@ def _shape(digit: np.ndarray, hand: Hand) -> np.ndarray:
         (max(1, round((crop.shape[1] + 4) * scale * hand.stretch)),
          max(1, round((crop.shape[0] + 4) * scale))), Image.Resampling.BICUBIC)
     mask = np.asarray(big, dtype=np.float32) >= 128
+    if not mask.any():  # pale all over (a light garment): no stroke to draw
+        raise ValueError("the digit has no ink dark enough to draw")
     if hand.pen != 1.0:
         inside = ndimage.distance_transform_edt(mask)
         width = 4 * float(np.median(inside[mask]))  # across a stroke, depths run 0 to width/2
