@@ -2,6 +2,7 @@
 by random hands and read back, and how both join training."""
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,18 @@ def test_each_style_is_drawn_as_its_name_says_and_still_reads_as_its_digit(mnist
     assert shaped >= 0.95 * len(images), shaped
     read = reader.probabilities(images).argmax(1)
     assert (read == digit).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("pen", [0.5, 1.0, 2.0])
+def test_a_pale_image_is_no_stroke_to_a_hand_and_says_so_without_a_warning(pen):
+    """A light garment among the not-a-digit images: nothing dark enough to draw. The hand
+    says so (synth.written keeps such an image as it was) instead of a NumPy warning."""
+    pale = np.zeros((28, 28), np.uint8)
+    pale[4:24, 6:22] = 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="no ink dark enough"):
+            write(pale, Hand(height=30, pen=pen), np.random.default_rng(0))
 
 
 def test_a_hand_writes_an_image_file_that_reading_opens():
